@@ -1,0 +1,453 @@
+"""Recording a conversation to a local WAV file from asyncio.
+
+`write_samples()` only validates and appends to an in-memory buffer; whole chunks go to disk
+through the shared writer thread at least every `flush_interval` of audio, so a frame costs
+about as much as a bytearray append and a SIGKILL loses at most that interval. `aclose()`
+writes the real sizes into the header and fsyncs the file and its directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+import weakref
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from . import wav
+from ._writer import WRITER, WriteTarget
+from .errors import (
+    ConfigurationError,
+    RecorderClosedError,
+    RecordingExistsError,
+    RecordingTooLargeError,
+    SampleRateMismatchError,
+)
+from .pcm import to_pcm16le
+
+Samples = object
+"""Anything `write_samples` takes: bytes-like int16 LE, `array('h')`, an int16 NumPy array
+(any buffer of 2-byte signed integers) or a sequence of ints in [-32768, 32767]."""
+
+_IN_FLIGHT_CHUNKS = 4
+"""Chunks a recorder may have queued to the writer before write_samples waits for the disk."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFileInfo:
+    """A finished recording on local disk."""
+
+    path: Path
+    started_at: datetime
+    ended_at: datetime
+    format: str
+    sample_rate: int
+    channels: int
+    num_frames: int
+    size_bytes: int
+
+    @property
+    def duration_s(self) -> float:
+        """Audio duration in seconds."""
+        return self.num_frames / self.sample_rate
+
+
+@runtime_checkable
+class ConversationRecorder(Protocol):
+    """Records the audio of one conversation; used from one task at a time."""
+
+    async def write_samples(self, samples: Samples, sample_rate: int) -> None:
+        """Appends 16-bit PCM frames (interleaved when stereo) at `sample_rate`."""
+
+    async def aclose(self) -> LocalFileInfo:
+        """Finalises the recording and describes it; calling it again returns the same info."""
+
+
+class AsyncFileRecorder:
+    """A `ConversationRecorder` writing `<directory>/<base>.wav`; made by `open_recorder()`.
+
+    Example::
+
+        async with open_recorder("/var/spool/calls", call_id, 16000) as rec:
+            async for frame in call.audio_frames():
+                await rec.write_samples(frame, 16000)
+        print(rec.info.path, rec.info.duration_s)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_accepted_bytes",
+        "_buffer",
+        "_channels",
+        "_close_task",
+        "_closing",
+        "_flush_bytes",
+        "_flush_interval",
+        "_frame_bytes",
+        "_handed_bytes",
+        "_info",
+        "_limit_bytes",
+        "_loop",
+        "_path",
+        "_sample_rate",
+        "_slow",
+        "_started_at",
+        "_target",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        path: Path,
+        fd: int,
+        sample_rate: int,
+        channels: int,
+        flush_interval: float,
+        started_at: datetime,
+    ) -> None:
+        self._path = path
+        self._sample_rate = sample_rate
+        self._channels = channels
+        self._frame_bytes = 2 * channels
+        self._flush_interval = flush_interval
+        self._flush_bytes = max(1, int(flush_interval * sample_rate)) * self._frame_bytes
+        self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
+        self._target = WriteTarget(fd)
+        self._buffer = bytearray()
+        self._accepted_bytes = 0
+        self._handed_bytes = 0
+        self._started_at = started_at
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(flush_interval, _on_timer, weakref.ref(self))
+        self._closing = False
+        self._slow = False
+        self._close_task: asyncio.Future[LocalFileInfo] | None = None
+        self._info: LocalFileInfo | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the recording is written."""
+        return self._path
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def num_frames(self) -> int:
+        """Frames accepted so far."""
+        return self._accepted_bytes // self._frame_bytes
+
+    @property
+    def closed(self) -> bool:
+        """True once aclose() has been called."""
+        return self._closing
+
+    @property
+    def info(self) -> LocalFileInfo | None:
+        """The finished file's info once aclose() has completed, else None."""
+        return self._info
+
+    async def write_samples(self, samples: Samples, sample_rate: int) -> None:
+        """Appends 16-bit PCM frames; see `Samples` for the accepted kinds.
+
+        A frame is either taken whole or, with an error, not at all: a rejected or cancelled
+        call leaves the recording valid and writable.
+
+        Raises:
+            SampleRateMismatchError: `sample_rate` differs from the recorder's.
+            InvalidSamplesError: not int16 PCM, or not a whole number of frames.
+            RecordingTooLargeError: the WAV would pass its 4 GiB size limit.
+            RecorderClosedError: after aclose().
+            OSError: an earlier chunk could not be written to disk.
+        """
+        if self._slow:
+            await self._wait_or_raise()
+        if sample_rate != self._sample_rate:
+            raise SampleRateMismatchError(self._sample_rate, sample_rate)
+        if type(samples) is bytes and not len(samples) % self._frame_bytes:
+            data: bytes | bytearray | memoryview = samples
+        else:
+            data = to_pcm16le(samples, self._channels)
+        accepted = self._accepted_bytes + len(data)
+        if accepted > self._limit_bytes:
+            raise RecordingTooLargeError(
+                f"{self._path} would exceed the WAV limit of {self._limit_bytes} audio bytes; "
+                "close it and continue in a new recording"
+            )
+        self._buffer += data
+        self._accepted_bytes = accepted
+        if len(self._buffer) >= self._flush_bytes:
+            self._hand_off()
+
+    async def _wait_or_raise(self) -> None:
+        """The rare cases, kept off the per-frame path: closed, a disk error, or congestion."""
+        if not self._closing and self._target.error is None:
+            await WRITER.barrier()
+        if self._closing:
+            raise RecorderClosedError(f"recorder for {self._path} is closed; open a new one")
+        if self._target.error is not None:
+            self._raise_write_error()
+        self._slow = False
+
+    def _hand_off(self) -> None:
+        chunk, self._buffer = self._buffer, bytearray()
+        WRITER.submit(self._target, chunk, wav.HEADER_SIZE + self._handed_bytes)
+        self._handed_bytes += len(chunk)
+        in_flight = self._handed_bytes - self._target.written_bytes
+        if in_flight > _IN_FLIGHT_CHUNKS * self._flush_bytes or self._target.error is not None:
+            self._slow = True
+
+    def _flush_on_time(self) -> None:
+        if self._closing:
+            return
+        if self._buffer:
+            self._hand_off()
+        self._timer = self._loop.call_later(self._flush_interval, _on_timer, weakref.ref(self))
+
+    def _raise_write_error(self) -> None:
+        exc = self._target.error
+        assert exc is not None
+        raise OSError(
+            exc.errno,
+            f"writing {self._path} failed ({exc.strerror}); the file keeps the audio written "
+            "before the failure, and repair_wav() makes its header exact",
+        ) from exc
+
+    async def aclose(self) -> LocalFileInfo:
+        """Flushes, writes the final sizes, fsyncs file and directory, and returns the info.
+
+        Finalisation runs shielded: cancelling the caller does not stop it, and a later call
+        (or `async with` exit) returns the same info.
+        """
+        if self._close_task is None:
+            self._closing = self._slow = True
+            self._timer.cancel()
+            self._close_task = asyncio.ensure_future(self._finalize())
+        return await asyncio.shield(self._close_task)
+
+    async def _finalize(self) -> LocalFileInfo:
+        ended_at = datetime.now(UTC)
+        tail, self._buffer = self._buffer, bytearray()
+        await WRITER.barrier()
+        data_bytes = self._handed_bytes + len(tail)
+        try:
+            await asyncio.to_thread(
+                _finish_file, self._target, self._path, tail, self._handed_bytes, data_bytes
+            )
+        finally:
+            self._target.fd = -1
+        info = LocalFileInfo(
+            path=self._path,
+            started_at=self._started_at,
+            ended_at=ended_at,
+            format="wav",
+            sample_rate=self._sample_rate,
+            channels=self._channels,
+            num_frames=data_bytes // self._frame_bytes,
+            size_bytes=wav.HEADER_SIZE + data_bytes,
+        )
+        self._info = info
+        return info
+
+    async def __aenter__(self) -> AsyncFileRecorder:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if self._close_task is None and self._target.fd >= 0:
+            self._timer.cancel()
+            warnings.warn(
+                f"recorder for {self._path} was never closed; call aclose()",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            if self._buffer:
+                self._hand_off()
+            WRITER.close_when_written(self._target)
+            self._target.fd = -1
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "open"
+        return (
+            f"<AsyncFileRecorder path={str(self._path)!r} rate={self._sample_rate} "
+            f"channels={self._channels} frames={self.num_frames} state={state}>"
+        )
+
+
+def _on_timer(recorder: weakref.ref[AsyncFileRecorder]) -> None:
+    """Hands off audio older than flush_interval; weak, so an abandoned recorder can be freed."""
+    rec = recorder()
+    if rec is not None:
+        rec._flush_on_time()
+
+
+def _finish_file(
+    target: WriteTarget, path: Path, tail: bytearray, offset: int, data_bytes: int
+) -> None:
+    """Writes the last chunk and the final sizes, then makes file and directory durable."""
+    fd = target.fd
+    try:
+        if target.error is None and tail:
+            os.pwrite(fd, tail, wav.HEADER_SIZE + offset)
+        if target.error is not None:
+            raise target.error
+        for field_offset, value in wav.size_fields(data_bytes):
+            os.pwrite(fd, value, field_offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _RecorderOpener:
+    """What `open_recorder` returns: await it, or use it with `async with`."""
+
+    __slots__ = ("_args", "_recorder")
+
+    def __init__(self, *args: object) -> None:
+        self._args = args
+        self._recorder: AsyncFileRecorder | None = None
+
+    def __await__(self) -> Generator[object, None, AsyncFileRecorder]:
+        return _open(*self._args).__await__()  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> AsyncFileRecorder:
+        self._recorder = await self
+        return self._recorder
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._recorder is not None
+        await self._recorder.aclose()
+
+
+def open_recorder(
+    directory: str | os.PathLike[str],
+    base: str,
+    sample_rate: int,
+    *,
+    channels: int = 1,
+    flush_interval: float = 1.0,
+) -> _RecorderOpener:
+    """Creates `<directory>/<base>.wav` and returns its recorder.
+
+    Use `rec = await open_recorder(...)` or `async with open_recorder(...) as rec:`. The
+    directory is created with mode 0o700 if missing; the file is created with mode 0o600,
+    never overwriting an existing one, and starts with a header that readers take as
+    "length unknown" until aclose() writes the real sizes.
+
+    Args:
+        directory: where to put the recording.
+        base: file name without `.wav`; one path segment (no separators, not `.`/`..`).
+        sample_rate: frames per second, > 0; every write must use the same rate.
+        channels: 1 (mono) or more (interleaved frames).
+        flush_interval: seconds of audio buffered in memory at most before it is handed to
+            the disk; also the most audio a killed process can lose. Default 1.0.
+
+    Raises:
+        ConfigurationError: (a ValueError) a bad base name, rate, channel count or interval.
+        RecordingExistsError: (a FileExistsError) the file already exists.
+    """
+    _check_options(base, sample_rate, channels, flush_interval)
+    return _RecorderOpener(Path(directory), base, sample_rate, channels, float(flush_interval))
+
+
+def _check_options(base: str, sample_rate: int, channels: int, flush_interval: float) -> None:
+    if not isinstance(base, str) or not base or base in (".", ".."):
+        raise ConfigurationError(f"base must be a non-empty file name, got {base!r}")
+    if any(c in base for c in "/\\\x00") or os.sep in base:
+        raise ConfigurationError(f"base {base!r} must not contain path separators or NUL")
+    for name, value in (("sample_rate", sample_rate), ("channels", channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+    if not flush_interval > 0:
+        raise ConfigurationError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+
+
+async def _open(
+    directory: Path, base: str, sample_rate: int, channels: int, flush_interval: float
+) -> AsyncFileRecorder:
+    path = directory / f"{base}.wav"
+    header = wav.build_header(sample_rate, channels)
+    started_at = datetime.now(UTC)
+    creating = asyncio.ensure_future(asyncio.to_thread(_create_file, directory, path, header))
+    try:
+        fd = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        creating.add_done_callback(_discard_if_created(path))
+        raise
+    return AsyncFileRecorder(path, fd, sample_rate, channels, flush_interval, started_at)
+
+
+def _create_file(directory: Path, path: Path, header: bytes) -> int:
+    _make_private_dirs(directory)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError as exc:
+        raise RecordingExistsError(
+            exc.errno, f"{path} already exists; recordings are never overwritten", str(path)
+        ) from exc
+    try:
+        os.fchmod(fd, 0o600)
+        os.pwrite(fd, header, 0)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    return fd
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Creates the missing directories of `directory` with mode 0o700, whatever the umask."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+
+
+def _discard_if_created(path: Path) -> Callable[[asyncio.Future[int]], None]:
+    """A callback that undoes a file creation whose caller was cancelled meanwhile."""
+
+    def discard(creating: asyncio.Future[int]) -> None:
+        if not creating.cancelled() and creating.exception() is None:
+            os.close(creating.result())
+            os.unlink(path)
+
+    return discard
