@@ -21,8 +21,10 @@ from .errors import (
     UploaderClosedError,
     UploadFailedError,
 )
+from .jobs import RecordingJob, UploadHandle, UploadResult
 from .keys import build_s3_key
 from .recorder import AsyncFileRecorder, ConversationRecorder, LocalFileInfo, open_recorder
+from .uploader import AsyncUploader
 from .wav import WavInfo, read_wav_info, repair_wav
 
 try:
@@ -32,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "AsyncFileRecorder",
+    "AsyncUploader",
     "ConfigurationError",
     "ConversationRecorder",
     "InvalidSamplesError",
@@ -41,10 +44,13 @@ __all__ = [
     "RecorderClosedError",
     "RecordingError",
     "RecordingExistsError",
+    "RecordingJob",
     "RecordingTooLargeError",
     "SampleRateMismatchError",
     "SpoolLockedError",
     "UploadFailedError",
+    "UploadHandle",
+    "UploadResult",
     "UploaderClosedError",
     "WavInfo",
     "__version__",

@@ -1,0 +1,316 @@
+"""Putting one file in the store, verified: single PUT or multipart, with retries per request.
+
+Knows nothing of queues or spools. The store must prove it holds our bytes before the
+caller may delete the file: the ETag of a plain PUT is the MD5 of what the store received,
+and a multipart ETag is the MD5 of the parts' MD5s, so we compare both with our own
+(neither moto nor most S3-compatible stores check a sent checksum themselves). Where the
+ETag is not an MD5 (SSE-KMS, SSE-C), the store has already checked the Content-MD5 we send,
+and we confirm the size with a HEAD. Hashing and file reads run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from .jobs import RecordingJob
+from .retry import ChecksumMismatchError, RetryPolicy, classify
+
+log = logging.getLogger("recording_aio")
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+MAX_PARTS = 10_000
+_ABORT_TIMEOUT = 2.0
+
+
+class TransferError(Exception):
+    """A transfer that failed for good; `reason` is the low-cardinality cause."""
+
+    def __init__(self, message: str, *, reason: str, retries: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retries = retries
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Per-object settings sent with both single and multipart uploads."""
+
+    storage_class: str | None = None
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def request_args(self) -> dict[str, str]:
+        args: dict[str, str] = {}
+        if self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if self.sse:
+            args["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            args["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.tags:
+            args["Tagging"] = urlencode(self.tags)
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSettings:
+    """How to upload: retry policy and multipart sizes (bytes)."""
+
+    policy: RetryPolicy
+    multipart_threshold: int
+    part_size: int
+    part_concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transferred:
+    """A verified object in the store."""
+
+    etag: str
+    size_bytes: int
+    parts: int
+    retries: int
+    version_id: str | None
+
+
+OnRetry = Callable[[str, int, BaseException], None]
+OnUploadId = Callable[[str | None], Awaitable[None]]
+
+
+class Transfer:
+    """Uploads one job's file with `client` (an aiobotocore S3 client)."""
+
+    def __init__(
+        self,
+        client: Any,
+        job: RecordingJob,
+        options: StoreOptions,
+        settings: TransferSettings,
+        *,
+        on_retry: OnRetry,
+        on_upload_id: OnUploadId,
+    ) -> None:
+        self._client = client
+        self._job = job
+        self._options = options
+        self._settings = settings
+        self._on_retry = on_retry
+        self._on_upload_id = on_upload_id
+        self._retries = 0
+        self._object_args: dict[str, Any] = {
+            "Bucket": job.bucket,
+            "Key": job.key,
+            "ContentType": job.content_type,
+            "Metadata": dict(job.metadata),
+            **options.request_args(),
+        }
+
+    async def run(self) -> Transferred:
+        """Uploads and verifies, or raises TransferError (or CancelledError)."""
+        try:
+            size = await asyncio.to_thread(_file_size, self._job.local_path)
+        except OSError as exc:
+            raise self._failure(exc) from exc
+        if size >= self._settings.multipart_threshold:
+            return await self._multipart(size)
+        return await self._single()
+
+    async def _single(self) -> Transferred:
+        try:
+            data, md5 = await asyncio.to_thread(_read_all, self._job.local_path)
+        except OSError as exc:
+            raise self._failure(exc) from exc
+
+        async def put() -> dict[str, Any]:
+            response: dict[str, Any] = await self._client.put_object(
+                Body=data, ContentMD5=_b64(md5), **self._object_args
+            )
+            await self._verify(response, md5.hex(), len(data))
+            return response
+
+        response = await self._with_retries("PutObject", put)
+        return Transferred(
+            etag=_etag(response),
+            size_bytes=len(data),
+            parts=0,
+            retries=self._retries,
+            version_id=response.get("VersionId"),
+        )
+
+    async def _multipart(self, size: int) -> Transferred:
+        part_size = _part_size(size, self._settings.part_size)
+        count = math.ceil(size / part_size)
+        created = await self._with_retries(
+            "CreateMultipartUpload",
+            lambda: self._client.create_multipart_upload(**self._object_args),
+        )
+        upload_id: str = created["UploadId"]
+        ids = {"Bucket": self._job.bucket, "Key": self._job.key, "UploadId": upload_id}
+        try:
+            await self._on_upload_id(upload_id)
+            digests = await self._upload_parts(ids, size, part_size, count)
+            parts = [{"ETag": f'"{d.hex()}"', "PartNumber": n + 1} for n, d in enumerate(digests)]
+            expected = hashlib.md5(b"".join(digests)).hexdigest() + f"-{count}"
+
+            async def complete() -> dict[str, Any]:
+                response: dict[str, Any] = await self._client.complete_multipart_upload(
+                    MultipartUpload={"Parts": parts}, **ids
+                )
+                await self._verify(response, expected, size)
+                return response
+
+            response = await self._with_retries("CompleteMultipartUpload", complete)
+        except BaseException:
+            await self._abort(ids)
+            raise
+        await self._on_upload_id(None)
+        return Transferred(
+            etag=_etag(response),
+            size_bytes=size,
+            parts=count,
+            retries=self._retries,
+            version_id=response.get("VersionId"),
+        )
+
+    async def _upload_parts(
+        self, ids: dict[str, str], size: int, part_size: int, count: int
+    ) -> list[bytes]:
+        """Uploads the parts, `part_concurrency` at once, each read from disk when its turn comes.
+
+        At most `part_concurrency` parts are in memory, whatever the file size.
+        """
+        digests: list[bytes] = [b""] * count
+        numbers: Iterator[int] = iter(range(count))
+        fd = await asyncio.to_thread(os.open, self._job.local_path, os.O_RDONLY | os.O_CLOEXEC)
+
+        async def lane() -> None:
+            for n in numbers:
+                offset = n * part_size
+                data, md5 = await asyncio.to_thread(
+                    _read_range, fd, offset, min(part_size, size - offset)
+                )
+
+                async def put_part(data: bytes = data, md5: bytes = md5, n: int = n) -> None:
+                    response = await self._client.upload_part(
+                        Body=data, ContentMD5=_b64(md5), PartNumber=n + 1, **ids
+                    )
+                    await self._verify(response, md5.hex(), None)
+
+                await self._with_retries("UploadPart", put_part)
+                digests[n] = md5
+
+        try:
+            lanes = [asyncio.ensure_future(lane()) for _ in range(self._settings.part_concurrency)]
+            try:
+                await asyncio.gather(*lanes)
+            except BaseException:
+                for task in lanes:
+                    task.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
+                raise
+        finally:
+            os.close(fd)
+        return digests
+
+    async def _abort(self, ids: dict[str, str]) -> None:
+        """Aborts a multipart upload that cannot finish; bounded, so shutdown stays prompt."""
+        try:
+            async with asyncio.timeout(_ABORT_TIMEOUT):
+                await asyncio.shield(self._client.abort_multipart_upload(**ids))
+        except Exception as exc:
+            log.warning(
+                "could not abort multipart upload of s3://%s/%s (%s); it is aborted at the "
+                "next start if the job is spooled",
+                self._job.bucket,
+                self._job.key,
+                type(exc).__name__,
+            )
+        else:
+            await self._on_upload_id(None)
+
+    async def _verify(self, response: dict[str, Any], expected_etag: str, size: int | None) -> None:
+        """Raises ChecksumMismatchError unless the response proves the store has our bytes."""
+        etag = _etag(response)
+        encrypted = str(response.get("ServerSideEncryption", "")).startswith("aws:kms")
+        if not encrypted and "SSECustomerAlgorithm" not in response:
+            if etag != expected_etag:
+                raise ChecksumMismatchError(
+                    f"store reports ETag {etag!r}, expected {expected_etag!r}: the body was "
+                    "damaged on the way"
+                )
+            return
+        if size is not None:
+            head = await self._client.head_object(Bucket=self._job.bucket, Key=self._job.key)
+            if head.get("ContentLength") != size:
+                raise ChecksumMismatchError(
+                    f"store holds {head.get('ContentLength')} bytes, expected {size}"
+                )
+
+    async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        retry = 0
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                failure = classify(exc)
+                if not failure.retryable or retry >= self._settings.policy.max_retries:
+                    raise self._failure(exc, what, retry) from exc
+                retry += 1
+                self._retries += 1
+                self._on_retry(failure.reason, retry, exc)
+                await asyncio.sleep(self._settings.policy.backoff(retry))
+
+    def _failure(self, exc: BaseException, what: str = "reading", retry: int = 0) -> TransferError:
+        failure = classify(exc)
+        tried = f" after {retry + 1} attempts" if failure.retryable else ""
+        return TransferError(
+            f"{what} for s3://{self._job.bucket}/{self._job.key} failed{tried}: "
+            f"{type(exc).__name__}: {exc}",
+            reason="retries_exhausted" if failure.retryable else failure.reason,
+            retries=self._retries,
+        )
+
+
+def _part_size(size: int, wanted: int) -> int:
+    """The part size to use: at least `wanted` and 5 MiB, and few enough parts for S3."""
+    needed = math.ceil(size / MAX_PARTS)
+    return max(wanted, MIN_PART_SIZE, math.ceil(needed / MiB) * MiB)
+
+
+def _file_size(path: Path) -> int:
+    return os.stat(path).st_size
+
+
+def _read_all(path: Path) -> tuple[bytes, bytes]:
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, hashlib.md5(data).digest()
+
+
+def _read_range(fd: int, offset: int, length: int) -> tuple[bytes, bytes]:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise OSError(f"file shrank while uploading: read {len(data)} of {length} bytes")
+    return data, hashlib.md5(data).digest()
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _etag(response: dict[str, Any]) -> str:
+    return str(response.get("ETag", "")).strip('"')
