@@ -25,7 +25,7 @@ from .jobs import RecordingJob, UploadHandle, UploadResult
 from .keys import build_s3_key
 from .recorder import AsyncFileRecorder, ConversationRecorder, LocalFileInfo, open_recorder
 from .uploader import AsyncUploader
-from .wav import WavInfo, read_wav_info, repair_wav
+from .wav import WavInfo, find_unfinished, read_wav_info, repair_wav
 
 try:
     __version__ = version("recording-aio")
@@ -55,6 +55,7 @@ __all__ = [
     "WavInfo",
     "__version__",
     "build_s3_key",
+    "find_unfinished",
     "open_recorder",
     "read_wav_info",
     "repair_wav",

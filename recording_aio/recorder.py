@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from . import wav
+from ._fs import fsync_directory
 from ._writer import WRITER, WriteTarget
 from .errors import (
     ConfigurationError,
@@ -313,15 +314,7 @@ def _finish_file(
         os.fsync(fd)
     finally:
         os.close(fd)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)
 
 
 class _RecorderOpener:

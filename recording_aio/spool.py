@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._fs import fsync_directory
 from .errors import SpoolLockedError
 from .jobs import RecordingJob
 
@@ -124,13 +125,13 @@ class Spool:
         finally:
             os.close(fd)
         os.replace(temp, final)
-        self._fsync_dir(self.directory)
+        fsync_directory(self.directory)
 
     def remove(self, entry: SpoolEntry) -> None:
         """Deletes an entry once its job is done."""
         with contextlib.suppress(FileNotFoundError):
             (self.directory / f"{entry.id}{_SUFFIX}").unlink()
-            self._fsync_dir(self.directory)
+            fsync_directory(self.directory)
 
     def bury(self, entry: SpoolEntry, reason: str) -> None:
         """Moves an entry that can never succeed to `dead/`, for an operator to look at."""
@@ -138,8 +139,8 @@ class Spool:
         dead.mkdir(mode=0o700, exist_ok=True)
         self.save(replace(entry, last_error=reason))
         os.replace(self.directory / f"{entry.id}{_SUFFIX}", dead / f"{entry.id}{_SUFFIX}")
-        self._fsync_dir(dead)
-        self._fsync_dir(self.directory)
+        fsync_directory(dead)
+        fsync_directory(self.directory)
 
     def load(self) -> list[SpoolEntry]:
         """Every readable entry, oldest first; corrupt or foreign files are logged and skipped."""
@@ -154,11 +155,3 @@ class Spool:
                     log.warning("skipping unreadable spool entry %s: %s", path.name, exc)
         entries.sort(key=lambda e: e.enqueued_at)
         return entries
-
-    @staticmethod
-    def _fsync_dir(directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

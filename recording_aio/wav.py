@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -181,6 +182,27 @@ def read_wav_info(path: str | os.PathLike[str]) -> WavInfo:
         head = f.read(_PROBE_BYTES)
         size = os.fstat(f.fileno()).st_size
     return parse_header(head, size, p)
+
+
+def find_unfinished(directory: str | os.PathLike[str], *, min_age_s: float = 60.0) -> list[WavInfo]:
+    """The WAVs in `directory` whose header is not final: recordings a crash left behind.
+
+    Files modified less than `min_age_s` seconds ago are skipped, since a live recorder's
+    file looks the same. Pass each to `repair_wav()`, then upload it like any recording.
+    Files that are not PCM WAVs are skipped.
+    """
+    found: list[WavInfo] = []
+    now = time.time()
+    for path in sorted(Path(directory).glob("*.wav")):
+        try:
+            if now - path.stat().st_mtime < min_age_s or not path.is_file():
+                continue
+            info = read_wav_info(path)
+        except (OSError, InvalidWavError):
+            continue
+        if info.header_state != "final":
+            found.append(info)
+    return found
 
 
 def repair_wav(path: str | os.PathLike[str]) -> WavInfo:
