@@ -52,5 +52,5 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The quickstart: record a call and upload it to an embedded S3 server."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[demo]")
     session.run("python", "examples/quickstart.py", *session.posargs)
