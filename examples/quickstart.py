@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import logging
 import math
-import os
 import sys
 import tempfile
 import time
@@ -81,17 +79,6 @@ async def record(directory: Path, call_id: str, realtime: bool) -> Path:
         f"{info.size_bytes} bytes"
     )
     return info.path
-
-
-def start_embedded_s3() -> tuple[object, str]:
-    """moto's S3 server on a free port of 127.0.0.1 (needs `pip install moto[server]`)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # its per-request lines
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
 
 
 async def run(args: argparse.Namespace) -> bool:
@@ -158,18 +145,15 @@ def main() -> int:
     args = parser.parse_args()
     server = None
     if args.endpoint_url is None and args.bucket is None:
-        for name, value in (
-            ("AWS_ACCESS_KEY_ID", "quickstart"),
-            ("AWS_SECRET_ACCESS_KEY", "quickstart"),
-        ):
-            os.environ.setdefault(name, value)
+        from embedded_s3 import start_embedded_s3
+
         server, args.endpoint_url = start_embedded_s3()
         print(f"store     embedded S3 server at {args.endpoint_url}")
     try:
         ok = asyncio.run(run(args))
     finally:
         if server is not None:
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 
