@@ -186,7 +186,11 @@ class AsyncUploader:
                         "s3",
                         endpoint_url=self._endpoint_url,
                         region_name=self._region_name,
-                        config=client_config(self._client_config, self._endpoint_url),
+                        config=client_config(
+                            self._client_config,
+                            self._endpoint_url,
+                            connections=self._workers_count * self._settings.part_concurrency,
+                        ),
                     )
                 )
             if self._spool is not None:
@@ -239,7 +243,7 @@ class AsyncUploader:
         await asyncio.gather(*self._workers, return_exceptions=True)
         while self._queue:
             self._fail(self._queue.popleft(), "shutdown", "uploader shut down before upload")
-        self._metrics.queue_depth.set(0)
+            self._metrics.queue_depth.dec()
         await self._exit_stack.aclose()
         self._state = _State.CLOSED
 
@@ -572,7 +576,7 @@ class AsyncUploader:
         )
 
 
-def client_config(user: Config | None, endpoint_url: str | None) -> Config:
+def client_config(user: Config | None, endpoint_url: str | None, connections: int = 10) -> Config:
     """The botocore Config the uploader's own client uses, with the caller's merged over it.
 
     Retries stay ours (one HTTP attempt per botocore call). Payload signing is off and
@@ -589,7 +593,7 @@ def client_config(user: Config | None, endpoint_url: str | None) -> Config:
     base = Config(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        max_pool_connections=50,
+        max_pool_connections=max(10, connections),
     )
     merged = base.merge(user) if user is not None else base
     return merged.merge(Config(s3=s3, retries={"total_max_attempts": 1, "mode": "standard"}))
