@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
+    EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
@@ -88,7 +89,11 @@ def classify(exc: BaseException) -> Failure:
         return Failure(True, "damaged")
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
         return Failure(True, "timeout")
-    if isinstance(exc, HTTPClientError | ResponseStreamingError | ConnectionError):
+    # EndpointConnectionError is botocore's, not the builtin ConnectionError: aiobotocore raises
+    # it for any aiohttp connection error, a connection reset while sending the body included.
+    if isinstance(
+        exc, HTTPClientError | ResponseStreamingError | EndpointConnectionError | ConnectionError
+    ):
         return Failure(True, "connection")
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return Failure(False, "credentials")

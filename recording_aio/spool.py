@@ -57,6 +57,8 @@ class SpoolEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SpoolEntry:
+        if not isinstance(data, dict):
+            raise ValueError(f"a spool entry is a JSON object, not {type(data).__name__}")
         if data.get("version") != _VERSION:
             raise ValueError(f"unknown spool entry version {data.get('version')!r}")
         return cls(

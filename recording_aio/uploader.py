@@ -23,11 +23,13 @@ from types import TracebackType
 from typing import Any
 
 import aiofiles.os
+from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
+from ._http import CountedAttemptsSession
 from .errors import (
     ConfigurationError,
     QueueFullError,
@@ -590,13 +592,14 @@ def client_config(user: Config | None, endpoint_url: str | None, connections: in
         s3["addressing_style"] = "path"
     if user is not None and user.s3:
         s3.update(user.s3)
-    base = Config(
+    base = AioConfig(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         max_pool_connections=max(10, connections),
+        http_session_cls=CountedAttemptsSession,
     )
     merged = base.merge(user) if user is not None else base
-    return merged.merge(Config(s3=s3, retries={"total_max_attempts": 1, "mode": "standard"}))
+    return merged.merge(AioConfig(s3=s3, retries={"total_max_attempts": 1, "mode": "standard"}))
 
 
 def _warn_if_client_retries(client: Any) -> None:

@@ -1,0 +1,24 @@
+"""An aiobotocore HTTP session that makes exactly the attempts botocore asks for.
+
+aiohttp (>= 3.10) silently resends an idempotent request, PUT included, once when a reused
+keep-alive connection drops. The store sees that attempt, but nothing above aiohttp counts
+it, so `max_retries` would not bound the attempts. This session turns that resend off; the
+uploader retries such failures itself, with backoff, and counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from aiobotocore.httpsession import AIOHTTPSession
+
+
+class CountedAttemptsSession(AIOHTTPSession):  # type: ignore[misc]
+    """AIOHTTPSession whose aiohttp sessions do not resend requests on their own."""
+
+    async def _get_session(self, proxy_url: Any) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = await super()._get_session(proxy_url)
+        if getattr(session, "_retry_connection", False):
+            session._retry_connection = False
+        return session
