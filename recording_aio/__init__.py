@@ -6,6 +6,7 @@ Never loses a recording, never stalls the event loop. See README.md for a tour.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigurationError,
@@ -24,8 +25,10 @@ from .errors import (
 from .jobs import RecordingJob, UploadHandle, UploadResult
 from .keys import build_s3_key
 from .recorder import AsyncFileRecorder, ConversationRecorder, LocalFileInfo, open_recorder
-from .uploader import AsyncUploader
 from .wav import WavInfo, find_unfinished, read_wav_info, repair_wav
+
+if TYPE_CHECKING:
+    from .uploader import AsyncUploader
 
 try:
     __version__ = version("recording-aio")
@@ -60,3 +63,18 @@ __all__ = [
     "read_wav_info",
     "repair_wav",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The uploader pulls in aiobotocore and aiohttp (about 0.3 s); a process that only
+    # records, or the inspect/repair commands, should not pay for them.
+    if name == "AsyncUploader":
+        from .uploader import AsyncUploader
+
+        globals()[name] = AsyncUploader
+        return AsyncUploader
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,13 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 
 from . import (
-    AsyncUploader,
     RecordingError,
     RecordingJob,
     UploadFailedError,
@@ -36,6 +35,9 @@ from . import (
     read_wav_info,
     repair_wav,
 )
+
+if TYPE_CHECKING:
+    from .uploader import AsyncUploader
 
 PROG = "recording-aio"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -421,7 +423,7 @@ class UploadRun:
         self.progress.render()
 
 
-def uploader_from(args: argparse.Namespace, **overrides: Any) -> AsyncUploader:
+def uploader_from(args: argparse.Namespace) -> AsyncUploader:
     """An AsyncUploader with the store options of the command line, on a private registry."""
     options: dict[str, Any] = {
         "workers": args.workers,
@@ -433,7 +435,9 @@ def uploader_from(args: argparse.Namespace, **overrides: Any) -> AsyncUploader:
         "registry": CollectorRegistry(),
         "name": "cli",
     }
-    return AsyncUploader(**{**options, **overrides})
+    from .uploader import AsyncUploader  # only the upload commands pay for aiobotocore
+
+    return AsyncUploader(**options)
 
 
 async def run_uploads(args: argparse.Namespace, run: UploadRun) -> None:
@@ -500,46 +504,33 @@ def cmd_upload(args: argparse.Namespace, out: Output) -> int:
 # -- recover -------------------------------------------------------------------------------
 
 
-async def wait_drained(uploader: AsyncUploader, timeout: float) -> bool:  # noqa: ASYNC109
-    """Polls until nothing is queued or in flight; False if `timeout` seconds pass first."""
-    deadline = time.monotonic() + timeout
-    while uploader.qsize() or uploader.in_flight:
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-def counter(registry: CollectorRegistry, name: str, by: str | None = None) -> dict[str, int]:
-    """A counter's samples summed per value of the label `by` (all under "" without it)."""
-    totals: dict[str, int] = {}
-    for metric in registry.collect():
-        for sample in metric.samples:
-            if sample.name == name:
-                label = sample.labels.get(by, "") if by else ""
-                totals[label] = totals.get(label, 0) + int(sample.value)
-    return totals
-
-
 async def recover_spool(args: argparse.Namespace) -> dict[str, Any]:
     """Uploads what the spool holds, waiting at most args.timeout seconds."""
-    registry = CollectorRegistry()
-    uploader = uploader_from(args, registry=registry)
+    uploader = uploader_from(args)
     await uploader.start()
-    recovered = uploader.qsize()  # start() re-enqueued the spool; no worker has run yet
+    handles = uploader.recovered
     try:
-        drained = await wait_drained(uploader, args.timeout)
+        async with asyncio.timeout(args.timeout):
+            await uploader.join()
+    except TimeoutError:
+        pass
     finally:
         await uploader.shutdown(timeout=0)
-    uploaded = sum(counter(registry, "recording_jobs_success_total").values())
+    failed: dict[str, int] = {}
+    for handle in handles:
+        try:
+            handle.result()
+        except UploadFailedError as exc:
+            failed[exc.reason] = failed.get(exc.reason, 0) + 1
+    uploaded = len(handles) - sum(failed.values())
     return {
-        "ok": uploaded == recovered,
+        "ok": not failed,
         "spool": str(args.spool),
-        "recovered": recovered,
+        "recovered": len(handles),
         "uploaded": uploaded,
-        "failed": counter(registry, "recording_jobs_failed_total", by="reason"),
-        "pending": recovered - uploaded,
-        "timed_out": not drained,
+        "failed": {k: v for k, v in failed.items() if k != "shutdown"},
+        "pending": len(handles) - uploaded,
+        "timed_out": failed.get("shutdown", 0) > 0,
     }
 
 

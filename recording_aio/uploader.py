@@ -162,6 +162,7 @@ class AsyncUploader:
         self._idle = asyncio.Event()
         self._idle.set()
         self._background: set[asyncio.Future[None]] = set()
+        self._recovered: list[UploadHandle] = []
         self._in_flight = 0
         self._workers: list[asyncio.Task[None]] = []
         self._exit_stack = AsyncExitStack()
@@ -262,6 +263,15 @@ class AsyncUploader:
         await self.shutdown(self._shutdown_timeout)
 
     # -- introspection -----------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Waits until no job is queued or in flight (like `asyncio.Queue.join`)."""
+        await self._idle.wait()
+
+    @property
+    def recovered(self) -> tuple[UploadHandle, ...]:
+        """Handles of the jobs `start()` found in the spool and enqueued again."""
+        return tuple(self._recovered)
 
     def qsize(self) -> int:
         """Jobs waiting for a worker."""
@@ -415,7 +425,7 @@ class AsyncUploader:
             if not await aiofiles.os.path.exists(entry.job.local_path):
                 await self._settle_missing(spool, entry)
                 continue
-            self._accept(entry, recovered=True)
+            self._recovered.append(self._accept(entry, recovered=True))
         if self._queue:
             log.info("uploader %r: %d spooled jobs enqueued again", self._name, len(self._queue))
 
