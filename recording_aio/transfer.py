@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from botocore.exceptions import ClientError
+
+from ._body import MemoryBody
 from .jobs import RecordingJob
 from .retry import ChecksumMismatchError, RetryPolicy, classify
 
@@ -122,22 +125,19 @@ class Transfer:
     async def run(self) -> Transferred:
         """Uploads and verifies, or raises TransferError (or CancelledError)."""
         try:
-            size = await asyncio.to_thread(_file_size, self._job.local_path)
+            size, data, md5 = await asyncio.to_thread(
+                _read_small, self._job.local_path, self._settings.multipart_threshold
+            )
         except OSError as exc:
             raise self._failure(exc) from exc
-        if size >= self._settings.multipart_threshold:
+        if data is None:
             return await self._multipart(size)
-        return await self._single()
+        return await self._single(data, md5)
 
-    async def _single(self) -> Transferred:
-        try:
-            data, md5 = await asyncio.to_thread(_read_all, self._job.local_path)
-        except OSError as exc:
-            raise self._failure(exc) from exc
-
+    async def _single(self, data: bytes, md5: bytes) -> Transferred:
         async def put() -> dict[str, Any]:
             response: dict[str, Any] = await self._client.put_object(
-                Body=data, ContentMD5=_b64(md5), **self._object_args
+                Body=MemoryBody(data), ContentMD5=_b64(md5), **self._object_args
             )
             await self._verify(response, md5.hex(), len(data))
             return response
@@ -206,7 +206,7 @@ class Transfer:
 
                 async def put_part(data: bytes = data, md5: bytes = md5, n: int = n) -> None:
                     response = await self._client.upload_part(
-                        Body=data, ContentMD5=_b64(md5), PartNumber=n + 1, **ids
+                        Body=MemoryBody(data), ContentMD5=_b64(md5), PartNumber=n + 1, **ids
                     )
                     await self._verify(response, md5.hex(), None)
 
@@ -225,6 +225,43 @@ class Transfer:
         finally:
             os.close(fd)
         return digests
+
+    async def abort_stale(self, upload_id: str) -> None:
+        """Aborts a multipart upload of this job that an earlier run left open.
+
+        Retried like any request; an upload the store no longer knows counts as aborted.
+        Raises TransferError when it cannot be aborted, so the caller keeps the id.
+        """
+
+        async def abort() -> None:
+            try:
+                await self._client.abort_multipart_upload(
+                    Bucket=self._job.bucket, Key=self._job.key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+
+        await self._with_retries("AbortMultipartUpload", abort)
+
+    async def stored_size(self) -> int | None:
+        """The size of the object at the job's key, or None when there is none.
+
+        Raises TransferError when the store cannot tell (after retries).
+        """
+
+        async def head() -> int | None:
+            try:
+                response = await self._client.head_object(
+                    Bucket=self._job.bucket, Key=self._job.key
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                    return None
+                raise
+            return int(response["ContentLength"])
+
+        return await self._with_retries("HeadObject", head)
 
     async def _abort(self, ids: dict[str, str]) -> None:
         """Aborts a multipart upload that cannot finish; bounded, so shutdown stays prompt."""
@@ -291,14 +328,14 @@ def _part_size(size: int, wanted: int) -> int:
     return max(wanted, MIN_PART_SIZE, math.ceil(needed / MiB) * MiB)
 
 
-def _file_size(path: Path) -> int:
-    return os.stat(path).st_size
-
-
-def _read_all(path: Path) -> tuple[bytes, bytes]:
+def _read_small(path: Path, threshold: int) -> tuple[int, bytes | None, bytes]:
+    """The file's size and, below `threshold`, its bytes and MD5: one thread hop for both."""
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size >= threshold:
+            return size, None, b""
         data = f.read()
-    return data, hashlib.md5(data).digest()
+    return len(data), data, hashlib.md5(data).digest()
 
 
 def _read_range(fd: int, offset: int, length: int) -> tuple[bytes, bytes]:
