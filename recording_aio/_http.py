@@ -1,9 +1,12 @@
-"""An aiobotocore HTTP session that makes exactly the attempts botocore asks for.
+"""HTTP-level tuning of the uploader's own S3 client.
 
 aiohttp (>= 3.10) silently resends an idempotent request, PUT included, once when a reused
 keep-alive connection drops. The store sees that attempt, but nothing above aiohttp counts
-it, so `max_retries` would not bound the attempts. This session turns that resend off; the
-uploader retries such failures itself, with backoff, and counts them.
+it, so `max_retries` would not bound the attempts. `CountedAttemptsSession` turns that resend
+off; the uploader retries such failures itself, with backoff, and counts them.
+
+botocore asks for `Expect: 100-continue` whenever a body is file-like, which costs a round
+trip before every part; `skip_expect_continue` drops it.
 """
 
 from __future__ import annotations
@@ -22,3 +25,8 @@ class CountedAttemptsSession(AIOHTTPSession):  # type: ignore[misc]
         if getattr(session, "_retry_connection", False):
             session._retry_connection = False
         return session
+
+
+def skip_expect_continue(params: dict[str, Any], **_: Any) -> None:
+    """A `before-call.s3` handler removing the header botocore's own handler just added."""
+    params["headers"].pop("Expect", None)
