@@ -9,6 +9,7 @@ writes the real sizes into the header and fsyncs the file and its directory.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import warnings
 import weakref
@@ -34,9 +35,6 @@ from .pcm import to_pcm16le
 Samples = object
 """Anything `write_samples` takes: bytes-like int16 LE, `array('h')`, an int16 NumPy array
 (any buffer of 2-byte signed integers) or a sequence of ints in [-32768, 32767]."""
-
-_IN_FLIGHT_CHUNKS = 4
-"""Chunks a recorder may have queued to the writer before write_samples waits for the disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +83,9 @@ class AsyncFileRecorder:
         "_accepted_bytes",
         "_buffer",
         "_channels",
+        "_chunk_bytes",
         "_close_task",
         "_closing",
-        "_flush_bytes",
         "_flush_interval",
         "_frame_bytes",
         "_handed_bytes",
@@ -96,10 +94,10 @@ class AsyncFileRecorder:
         "_loop",
         "_path",
         "_sample_rate",
-        "_slow",
         "_started_at",
         "_target",
         "_timer",
+        "_unusable",
     )
 
     def __init__(
@@ -116,7 +114,7 @@ class AsyncFileRecorder:
         self._channels = channels
         self._frame_bytes = 2 * channels
         self._flush_interval = flush_interval
-        self._flush_bytes = max(1, int(flush_interval * sample_rate)) * self._frame_bytes
+        self._chunk_bytes = max(1, int(flush_interval * sample_rate) // 2) * self._frame_bytes
         self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
         self._target = WriteTarget(fd)
         self._buffer = bytearray()
@@ -126,7 +124,7 @@ class AsyncFileRecorder:
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_later(flush_interval, _on_timer, weakref.ref(self))
         self._closing = False
-        self._slow = False
+        self._unusable = False
         self._close_task: asyncio.Future[LocalFileInfo] | None = None
         self._info: LocalFileInfo | None = None
 
@@ -171,8 +169,8 @@ class AsyncFileRecorder:
             RecorderClosedError: after aclose().
             OSError: an earlier chunk could not be written to disk.
         """
-        if self._slow:
-            await self._wait_or_raise()
+        if self._unusable:
+            self._raise_unusable()
         if sample_rate != self._sample_rate:
             raise SampleRateMismatchError(self._sample_rate, sample_rate)
         if type(samples) is bytes and not len(samples) % self._frame_bytes:
@@ -185,28 +183,50 @@ class AsyncFileRecorder:
                 f"{self._path} would exceed the WAV limit of {self._limit_bytes} audio bytes; "
                 "close it and continue in a new recording"
             )
+        buffered = len(self._buffer) + len(data)
+        if buffered >= self._chunk_bytes:
+            unwritten = self._handed_bytes - self._target.written_bytes
+            if not unwritten:
+                self._hand_off()
+            elif buffered + unwritten > 2 * self._chunk_bytes:
+                await self._wait_for_disk()
         self._buffer += data
         self._accepted_bytes = accepted
-        if len(self._buffer) >= self._flush_bytes:
+        if len(self._buffer) >= 2 * self._chunk_bytes:  # a single write of flush_interval
             self._hand_off()
 
-    async def _wait_or_raise(self) -> None:
-        """The rare cases, kept off the per-frame path: closed, a disk error, or congestion."""
-        if not self._closing and self._target.error is None:
-            await WRITER.barrier()
+    async def _wait_for_disk(self) -> None:
+        """Waits until every handed-off chunk is written, then hands off the buffer.
+
+        The buffer goes to the writer once it holds half a flush_interval and the previous
+        chunk is on disk; while that chunk is still being written the buffer keeps growing,
+        and only a frame that would take the unwritten audio past flush_interval waits here.
+        So a SIGKILL loses at most flush_interval, however far behind the disk falls. The
+        frame is taken only after the wait, so a cancelled call takes nothing.
+        """
+        await WRITER.barrier()
+        if self._unusable or self._target.error is not None:
+            self._raise_unusable()
+        if self._buffer:
+            self._hand_off()
+
+    def _raise_unusable(self) -> None:
         if self._closing:
             raise RecorderClosedError(f"recorder for {self._path} is closed; open a new one")
-        if self._target.error is not None:
-            self._raise_write_error()
-        self._slow = False
+        exc = self._target.error
+        assert exc is not None
+        raise OSError(
+            exc.errno,
+            f"writing {self._path} failed ({exc.strerror}); the file keeps the audio written "
+            "before the failure, and repair_wav() makes its header exact",
+        ) from exc
 
     def _hand_off(self) -> None:
         chunk, self._buffer = self._buffer, bytearray()
         WRITER.submit(self._target, chunk, wav.HEADER_SIZE + self._handed_bytes)
         self._handed_bytes += len(chunk)
-        in_flight = self._handed_bytes - self._target.written_bytes
-        if in_flight > _IN_FLIGHT_CHUNKS * self._flush_bytes or self._target.error is not None:
-            self._slow = True
+        if self._target.error is not None:
+            self._unusable = True
 
     def _flush_on_time(self) -> None:
         if self._closing:
@@ -231,7 +251,7 @@ class AsyncFileRecorder:
         (or `async with` exit) returns the same info.
         """
         if self._close_task is None:
-            self._closing = self._slow = True
+            self._closing = self._unusable = True
             self._timer.cancel()
             self._close_task = asyncio.ensure_future(self._finalize())
         return await asyncio.shield(self._close_task)
@@ -274,15 +294,14 @@ class AsyncFileRecorder:
     def __del__(self) -> None:
         if self._close_task is None and self._target.fd >= 0:
             self._timer.cancel()
+            if self._buffer:
+                self._hand_off()
+            WRITER.close_when_written(self._target)
             warnings.warn(
                 f"recorder for {self._path} was never closed; call aclose()",
                 ResourceWarning,
                 stacklevel=1,
             )
-            if self._buffer:
-                self._hand_off()
-            WRITER.close_when_written(self._target)
-            self._target.fd = -1
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
@@ -382,8 +401,10 @@ def _check_options(base: str, sample_rate: int, channels: int, flush_interval: f
     for name, value in (("sample_rate", sample_rate), ("channels", channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-    if not flush_interval > 0:
-        raise ConfigurationError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+    if not (flush_interval > 0 and math.isfinite(flush_interval)):
+        raise ConfigurationError(
+            f"flush_interval must be a finite number of seconds > 0, got {flush_interval!r}"
+        )
 
 
 async def _open(
