@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import importlib.resources
 import subprocess
 import sys
 import tomllib
 import types
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -115,10 +117,10 @@ async def test_async_file_recorder_is_a_conversation_recorder(tmp_path: Path) ->
     assert not isinstance(object(), ConversationRecorder)
 
 
-def test_local_file_info_is_frozen() -> None:
-    """LocalFileInfo cannot be changed after creation."""
-    fields = LocalFileInfo.__dataclass_fields__  # type: ignore[attr-defined]
-    assert set(fields) == {
+def test_local_file_info_has_the_documented_fields_and_is_frozen() -> None:
+    """LocalFileInfo has exactly the documented fields and cannot be changed after creation."""
+    names = [f.name for f in dataclasses.fields(LocalFileInfo)]
+    assert names == [
         "path",
         "started_at",
         "ended_at",
@@ -127,8 +129,12 @@ def test_local_file_info_is_frozen() -> None:
         "channels",
         "num_frames",
         "size_bytes",
-    }
-    assert LocalFileInfo.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    ]
+    now = datetime.now(UTC)
+    info = LocalFileInfo(Path("a.wav"), now, now, "wav", 8000, 1, 4000, 8044)
+    assert info.duration_s == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.num_frames = 1  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
