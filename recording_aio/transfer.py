@@ -154,6 +154,7 @@ class Transfer:
     async def _multipart(self, size: int) -> Transferred:
         part_size = _part_size(size, self._settings.part_size)
         count = math.ceil(size / part_size)
+        retries_before = self._retries
         created = await self._with_retries(
             "CreateMultipartUpload",
             lambda: self._client.create_multipart_upload(**self._object_args),
@@ -162,6 +163,9 @@ class Transfer:
         ids = {"Bucket": self._job.bucket, "Key": self._job.key, "UploadId": upload_id}
         try:
             await self._on_upload_id(upload_id)
+            if self._retries > retries_before:
+                # A failed attempt (a timeout, say) may have created an upload all the same.
+                await self.abort_unrecorded(keep=upload_id)
             digests = await self._upload_parts(ids, size, part_size, count)
             parts = [{"ETag": f'"{d.hex()}"', "PartNumber": n + 1} for n, d in enumerate(digests)]
             expected = hashlib.md5(b"".join(digests)).hexdigest() + f"-{count}"
@@ -243,6 +247,36 @@ class Transfer:
                     raise
 
         await self._with_retries("AbortMultipartUpload", abort)
+
+    async def abort_unrecorded(self, keep: str | None = None) -> None:
+        """Aborts the multipart uploads of this job's key whose ids were never recorded.
+
+        A CreateMultipartUpload whose answer was lost (a crash while it was in flight, or a
+        timeout after the store had acted) leaves such an upload behind; listing the key's
+        open uploads finds it. It holds no parts, since parts go up only once the id is
+        known, so this is best effort: when the listing (s3:ListBucketMultipartUploads) or
+        an abort fails, a warning is logged and the job goes on. `keep` is the upload in use.
+        """
+
+        async def listing() -> dict[str, Any]:
+            response: dict[str, Any] = await self._client.list_multipart_uploads(
+                Bucket=self._job.bucket, Prefix=self._job.key
+            )
+            return response
+
+        try:
+            listed = await self._with_retries("ListMultipartUploads", listing)
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == self._job.key and upload.get("UploadId") != keep:
+                    await self.abort_stale(str(upload["UploadId"]))
+        except TransferError as exc:
+            log.warning(
+                "could not clean up open multipart uploads of s3://%s/%s (%s); such an upload "
+                "holds no data, and a lifecycle rule (AbortIncompleteMultipartUpload) removes it",
+                self._job.bucket,
+                self._job.key,
+                exc.reason,
+            )
 
     async def stored_size(self) -> int | None:
         """The size of the object at the job's key, or None when there is none.

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +27,9 @@ import aiofiles.os
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
-from ._http import CountedAttemptsSession
+from ._http import CountedAttemptsSession, skip_expect_continue
 from .errors import (
     ConfigurationError,
     QueueFullError,
@@ -55,12 +55,19 @@ class _State(enum.Enum):
 class _Pending:
     """A job between acceptance and its end: the entry (spooled or not) and its handle."""
 
-    __slots__ = ("entry", "future", "spooled")
+    __slots__ = ("entry", "future", "recovered", "spooled")
 
-    def __init__(self, entry: SpoolEntry, future: asyncio.Future[UploadResult], spooled: bool):
+    def __init__(
+        self,
+        entry: SpoolEntry,
+        future: asyncio.Future[UploadResult],
+        spooled: bool,
+        recovered: bool = False,
+    ):
         self.entry = entry
         self.future = future
         self.spooled = spooled
+        self.recovered = recovered
 
 
 class AsyncUploader:
@@ -196,6 +203,7 @@ class AsyncUploader:
                         ),
                     )
                 )
+                self._client.meta.events.register_last("before-call.s3", skip_expect_continue)
             if self._spool is not None:
                 await self._recover(self._spool)
         except BaseException:
@@ -403,7 +411,9 @@ class AsyncUploader:
     def _accept(self, entry: SpoolEntry, *, recovered: bool = False) -> UploadHandle:
         assert self._loop is not None
         future: asyncio.Future[UploadResult] = self._loop.create_future()
-        self._queue.append(_Pending(entry, future, spooled=self._spool is not None))
+        self._queue.append(
+            _Pending(entry, future, spooled=self._spool is not None, recovered=recovered)
+        )
         self._idle.clear()
         self._work_ready.set()
         self._metrics.queue_depth.inc()
@@ -418,31 +428,39 @@ class AsyncUploader:
     async def _recover(self, spool: Spool) -> None:
         """Enqueues what a previous run left in the spool, after cleaning up its traces."""
         for entry in await asyncio.to_thread(spool.load):
-            if entry.upload_id is not None:
-                await self._abort_stale_upload(entry)
-                entry = replace(entry, upload_id=None)
-                await asyncio.to_thread(spool.save, entry)
             if not await aiofiles.os.path.exists(entry.job.local_path):
                 await self._settle_missing(spool, entry)
                 continue
+            # Multipart uploads the last run left open (entry.upload_id, or one whose id a
+            # crash kept from the spool) are aborted by the worker before it uploads the job
+            # again; a recorded id stays spooled until then.
             self._recovered.append(self._accept(entry, recovered=True))
         if self._queue:
             log.info("uploader %r: %d spooled jobs enqueued again", self._name, len(self._queue))
 
-    async def _abort_stale_upload(self, entry: SpoolEntry) -> None:
-        with contextlib.suppress(ClientError):
-            await self._client.abort_multipart_upload(
-                Bucket=entry.job.bucket, Key=entry.job.key, UploadId=entry.upload_id
-            )
-
     async def _settle_missing(self, spool: Spool, entry: SpoolEntry) -> None:
-        """A spooled job without its file: done already if the object is there, else dead."""
+        """A spooled job without its file: done already if the object is there, else dead.
+
+        When the store cannot be asked (after retries), the entry stays for the next start.
+        """
         job = entry.job
+        transfer = self._transfer(entry.job, _no_upload_id)
         try:
-            head = await self._client.head_object(Bucket=job.bucket, Key=job.key)
-        except ClientError:
-            head = {}
-        if head.get("ContentLength") == entry.size_bytes:
+            if entry.upload_id is not None:
+                await transfer.abort_stale(entry.upload_id)
+            size = await transfer.stored_size()
+        except TransferError as exc:
+            log.warning(
+                "uploader %r: spooled job for s3://%s/%s has no local file %s and the store "
+                "could not be asked about it (%s); kept in the spool for the next start",
+                self._name,
+                job.bucket,
+                job.key,
+                job.local_path,
+                exc,
+            )
+            return
+        if size == entry.size_bytes:
             await asyncio.to_thread(spool.remove, entry)
             return
         log.error(
@@ -489,15 +507,15 @@ class AsyncUploader:
     async def _upload(self, pending: _Pending) -> None:
         entry, job = pending.entry, pending.entry.job
         started = time.monotonic()
-        transfer = Transfer(
-            self._client,
-            job,
-            self._options_for(job),
-            self._settings,
-            on_retry=lambda reason, attempt, exc: self._on_retry(job, reason, attempt, exc),
-            on_upload_id=lambda upload_id: self._remember_upload_id(pending, upload_id),
+        transfer = self._transfer(
+            job, lambda upload_id: self._remember_upload_id(pending, upload_id)
         )
         try:
+            if entry.upload_id is not None:
+                await transfer.abort_stale(entry.upload_id)
+                await self._remember_upload_id(pending, None)
+            if pending.recovered and entry.size_bytes >= self._settings.multipart_threshold:
+                await transfer.abort_unrecorded()
             done = await transfer.run()
             with contextlib.suppress(FileNotFoundError):
                 await aiofiles.os.remove(job.local_path)
@@ -527,6 +545,18 @@ class AsyncUploader:
                     version_id=done.version_id,
                 )
             )
+
+    def _transfer(
+        self, job: RecordingJob, on_upload_id: Callable[[str | None], Awaitable[None]]
+    ) -> Transfer:
+        return Transfer(
+            self._client,
+            job,
+            self._options_for(job),
+            self._settings,
+            on_retry=lambda reason, attempt, exc: self._on_retry(job, reason, attempt, exc),
+            on_upload_id=on_upload_id,
+        )
 
     async def _record_failure(self, pending: _Pending, exc: TransferError) -> None:
         job = pending.entry.job
@@ -638,3 +668,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 async def _await_handle(handle: UploadHandle) -> UploadResult:
     return await handle
+
+
+async def _no_upload_id(upload_id: str | None) -> None:
+    """The `on_upload_id` of a transfer that only aborts or asks: there is nothing to keep."""
