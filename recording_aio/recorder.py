@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import secrets
 import warnings
 import weakref
 from collections.abc import Callable, Generator
@@ -423,22 +424,29 @@ async def _open(
 
 
 def _create_file(directory: Path, path: Path, header: bytes) -> int:
+    """Creates the recording with its header already in it, never replacing a file.
+
+    The header is written under a temporary name that is then hard-linked to the real one
+    (which fails if that exists), so a crash never leaves an empty `.wav` behind.
+    """
     _make_private_dirs(directory)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    temp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)
+        os.pwrite(fd, header, 0)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, path)
     except FileExistsError as exc:
         raise RecordingExistsError(
             exc.errno, f"{path} already exists; recordings are never overwritten", str(path)
         ) from exc
-    try:
-        os.fchmod(fd, 0o600)
-        os.pwrite(fd, header, 0)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    return fd
+    finally:
+        os.unlink(temp)
+    return os.open(path, flags)
 
 
 def _make_private_dirs(directory: Path) -> None:
