@@ -1,10 +1,12 @@
-"""One background thread that writes every recorder's audio chunks to disk.
+"""One background thread that does every recorder's disk work, in order.
 
 A thread hop per frame costs more than the frame, and even a hop per recorder per flush adds
 up at hundreds of calls. So recorders hand whole chunks to this thread through a lock-free
-queue and go on: the event loop never waits on the disk, and nobody waits on a future
-unless they ask to (`barrier`). Writes use `os.pwrite` at explicit offsets, so a chunk can
-never land in the wrong place.
+queue and go on: the event loop never waits on the disk. Writes use `os.pwrite` at explicit
+offsets, so a chunk can never land in the wrong place. Creating and finishing files also run
+here (`call`), after the chunks queued before them, and their results go back to the loop in
+batches: a thousand calls opening or closing at once wake the loop a few times, not a
+thousand, and keep its lag low.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
-from typing import Final
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
+_BATCH = 64
+_BATCH_DELAY = 0.002
 
 
 class WriteTarget:
@@ -38,6 +45,8 @@ class ChunkWriter:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._results: list[_Result] = []
+        self._first_result_at = 0.0
 
     def submit(self, target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
         """Queues `data` to be written at `offset`; returns at once."""
@@ -47,12 +56,16 @@ class ChunkWriter:
         """Closes the target's descriptor after its queued chunks (for an abandoned recorder)."""
         self._put(partial(os.close, target.fd))
 
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Runs `fn(*args)` in the writer thread after every job queued before it."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._put(partial(self._run_call, fn, args, done, loop))
+        return done
+
     async def barrier(self) -> None:
         """Returns once every job submitted before the call has run."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._put(partial(_wake, done, loop))
-        await done
+        await self.call(_nothing)
 
     def stop(self) -> None:
         """Runs what is queued, then ends the thread (at interpreter exit)."""
@@ -74,11 +87,43 @@ class ChunkWriter:
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             job()
+            if self._results and (
+                self._queue.empty()
+                or len(self._results) >= _BATCH
+                or time.monotonic() - self._first_result_at > _BATCH_DELAY
+            ):
+                self._deliver()
+        self._deliver()
+
+    def _run_call(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        try:
+            result: _Result = (loop, done, fn(*args), None)
+        except BaseException as exc:  # delivered to the awaiting task, raised there
+            result = (loop, done, None, exc)
+        if not self._results:
+            self._first_result_at = time.monotonic()
+        self._results.append(result)
+
+    def _deliver(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+        for result in self._results:
+            by_loop.setdefault(result[0], []).append(result)
+        self._results = []
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
+                loop.call_soon_threadsafe(_resolve, results)
 
     def _reset_after_fork(self) -> None:
         self._queue = queue.SimpleQueue()
         self._thread = None
         self._lock = threading.Lock()
+        self._results = []
 
 
 def _write(target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
@@ -93,14 +138,21 @@ def _write(target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
     target.written_bytes += len(data)
 
 
-def _wake(done: asyncio.Future[None], loop: asyncio.AbstractEventLoop) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop has nobody waiting any more
-        loop.call_soon_threadsafe(_resolve, done)
+_Result = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, BaseException | None]
 
 
-def _resolve(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)
+def _nothing() -> None:
+    return None
+
+
+def _resolve(results: list[_Result]) -> None:
+    for _, done, value, exc in results:
+        if done.done():
+            continue
+        if exc is None:
+            done.set_result(value)
+        else:
+            done.set_exception(exc)
 
 
 WRITER: Final = ChunkWriter()

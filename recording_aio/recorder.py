@@ -260,10 +260,9 @@ class AsyncFileRecorder:
     async def _finalize(self) -> LocalFileInfo:
         ended_at = datetime.now(UTC)
         tail, self._buffer = self._buffer, bytearray()
-        await WRITER.barrier()
         data_bytes = self._handed_bytes + len(tail)
         try:
-            await asyncio.to_thread(
+            await WRITER.call(
                 _finish_file, self._target, self._path, tail, self._handed_bytes, data_bytes
             )
         finally:
@@ -414,7 +413,7 @@ async def _open(
     path = directory / f"{base}.wav"
     header = wav.build_header(sample_rate, channels)
     started_at = datetime.now(UTC)
-    creating = asyncio.ensure_future(asyncio.to_thread(_create_file, directory, path, header))
+    creating = WRITER.call(_create_file, directory, path, header)
     try:
         fd = await asyncio.shield(creating)
     except asyncio.CancelledError:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
@@ -17,18 +18,24 @@ pytest_plugins = ["s3fixtures"]
 
 
 @pytest.fixture
-def stalled_writer() -> Iterator[threading.Event]:
-    """Holds the shared writer thread until the yielded event is set (and at teardown)."""
-    gate = threading.Event()
+def stall_writer() -> Iterator[Callable[[], threading.Event]]:
+    """Gives a function that holds the shared writer thread until the event it returns is set.
 
-    def hold() -> None:
-        gate.wait(timeout=30)
+    Every hold is released at teardown.
+    """
+    gates: list[threading.Event] = []
 
-    WRITER._put(hold)
+    def stall() -> threading.Event:
+        gate = threading.Event()
+        gates.append(gate)
+        WRITER._put(partial(gate.wait, timeout=30))
+        return gate
+
     try:
-        yield gate
+        yield stall
     finally:
-        gate.set()
+        for gate in gates:
+            gate.set()
 
 
 @pytest.fixture(params=[0o000, 0o077], ids=["umask000", "umask077"])

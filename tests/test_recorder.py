@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -481,10 +481,11 @@ async def _until_blocked(task: asyncio.Task[object]) -> bool:
 
 
 async def test_cancelling_a_write_blocked_on_the_disk(
-    tmp_path: Path, stalled_writer: threading.Event
+    tmp_path: Path, stall_writer: Callable[[], threading.Event]
 ) -> None:
     """A write waiting for a congested disk can be cancelled; it adds nothing, file stays valid."""
     rec = await open_recorder(tmp_path, "slow", 8000, flush_interval=0.01)  # 80-frame chunks
+    stalled_writer = stall_writer()
     accepted = b""
     blocked: asyncio.Task[None] | None = None
     for i in range(20):
@@ -509,10 +510,11 @@ async def test_cancelling_a_write_blocked_on_the_disk(
 
 
 async def test_cancelling_aclose_blocked_on_the_disk(
-    tmp_path: Path, stalled_writer: threading.Event
+    tmp_path: Path, stall_writer: Callable[[], threading.Event]
 ) -> None:
     """A cancelled aclose still finalises: a later aclose returns its info, the header is final."""
     rec = await open_recorder(tmp_path, "slow", 8000)
+    stalled_writer = stall_writer()
     audio = tone(1000)
     await rec.write_samples(audio, 8000)
     closing = asyncio.create_task(rec.aclose())
@@ -588,10 +590,11 @@ async def test_abandoned_recorder_warns_and_releases_its_descriptor(tmp_path: Pa
 
 
 async def test_abandoned_recorder_keeps_chunks_still_queued_for_the_disk(
-    tmp_path: Path, stalled_writer: threading.Event
+    tmp_path: Path, stall_writer: Callable[[], threading.Event]
 ) -> None:
     """Chunks waiting in the writer queue when a recorder is dropped still reach the file."""
     rec = await open_recorder(tmp_path, "lost", 8000, flush_interval=0.01)  # 80-frame chunks
+    stalled_writer = stall_writer()
     audio = tone(80, seed=1) + tone(80, seed=2) + tone(30, seed=3)
     for start in range(0, len(audio), 160):
         await rec.write_samples(audio[start : start + 160], 8000)
