@@ -243,17 +243,18 @@ def _complete(store: _Store, req: _Request, name: str, upload_id: str, xml: byte
     parts = store.uploads.get(upload_id)
     if parts is None:
         return _error(404, "NoSuchUpload", upload_id)
-    listed = []
+    listed: list[tuple[int, str]] = []
     for part in _PART_RE.findall(xml):
-        number, etag = _PART_NUMBER_RE.search(part), _ETAG_RE.search(part)
-        if number is None or etag is None:
+        number_match, etag_match = _PART_NUMBER_RE.search(part), _ETAG_RE.search(part)
+        if number_match is None or etag_match is None:
             return _error(400, "MalformedXML", "a Part without PartNumber or ETag")
-        listed.append((int(number[1]), etag[1].replace(b"&quot;", b"").strip(b'" ').decode()))
+        part_etag = etag_match[1].replace(b"&quot;", b"").strip(b'" ').decode()
+        listed.append((int(number_match[1]), part_etag))
     if not listed:
         return _error(400, "MalformedXML", "no parts listed")
     digests, size = [], 0
-    for number, etag in listed:
-        if number not in parts or parts[number][1].hex() != etag:
+    for number, part_etag in listed:
+        if number not in parts or parts[number][1].hex() != part_etag:
             return _error(400, "InvalidPart", f"part {number}")
         size += parts[number][0]
         digests.append(parts[number][1])
@@ -440,15 +441,19 @@ def serving(argv: Sequence[str]) -> Iterator[str]:
         stop_server(proc)
 
 
+def _sink_argv(host: str) -> list[str]:
+    return [sys.executable, __file__, "--host", host, "--port", "0"]
+
+
 def start_sink(host: str = "127.0.0.1") -> tuple[subprocess.Popen[str], str]:
     """Starts the sink in a child process on a free port; returns the process and its URL."""
-    return spawn_server([sys.executable, __file__, "--host", host, "--port", "0"])
+    return spawn_server(_sink_argv(host))
 
 
 @contextlib.contextmanager
 def running_sink(host: str = "127.0.0.1") -> Iterator[str]:
     """Runs the sink in a child process for the block; yields its URL."""
-    with serving([sys.executable, __file__, "--host", host, "--port", "0"]) as url:
+    with serving(_sink_argv(host)) as url:
         yield url
 
 
