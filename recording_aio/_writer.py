@@ -20,7 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, Final, TypeVar
+
+from ._fs import fsync_directory
 
 T = TypeVar("T")
 _BATCH = 64
@@ -30,10 +33,11 @@ _BATCH_DELAY = 0.002
 class WriteTarget:
     """An open file as the writer thread sees it: its descriptor, progress and first error."""
 
-    __slots__ = ("error", "fd", "written_bytes")
+    __slots__ = ("created_by_job", "error", "fd", "written_bytes")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, created_by_job: int) -> None:
         self.fd = fd
+        self.created_by_job = created_by_job
         self.written_bytes = 0
         self.error: OSError | None = None
 
@@ -47,6 +51,8 @@ class ChunkWriter:
         self._lock = threading.Lock()
         self._results: list[_Result] = []
         self._first_result_at = 0.0
+        self.jobs_run = 0
+        self._dirs_synced: dict[Path, int] = {}
 
     def submit(self, target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
         """Queues `data` to be written at `offset`; returns at once."""
@@ -87,6 +93,7 @@ class ChunkWriter:
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             job()
+            self.jobs_run += 1
             if self._results and (
                 self._queue.empty()
                 or len(self._results) >= _BATCH
@@ -94,6 +101,17 @@ class ChunkWriter:
             ):
                 self._deliver()
         self._deliver()
+
+    def sync_directory(self, directory: Path, since: int) -> None:
+        """Makes entries created in `directory` by job number `since` durable (writer thread).
+
+        Skipped when the directory was fsynced by a later job already: a thousand recordings
+        closed together in one directory cost one directory fsync, not a thousand.
+        """
+        if self._dirs_synced.get(directory, -1) > since:
+            return
+        fsync_directory(directory)
+        self._dirs_synced[directory] = self.jobs_run
 
     def _run_call(
         self,

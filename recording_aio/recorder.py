@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from . import wav
-from ._fs import fsync_directory
 from ._writer import WRITER, WriteTarget
 from .errors import (
     ConfigurationError,
@@ -104,7 +103,7 @@ class AsyncFileRecorder:
     def __init__(
         self,
         path: Path,
-        fd: int,
+        target: WriteTarget,
         sample_rate: int,
         channels: int,
         flush_interval: float,
@@ -117,7 +116,7 @@ class AsyncFileRecorder:
         self._flush_interval = flush_interval
         self._chunk_bytes = max(1, int(flush_interval * sample_rate) // 2) * self._frame_bytes
         self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
-        self._target = WriteTarget(fd)
+        self._target = target
         self._buffer = bytearray()
         self._accepted_bytes = 0
         self._handed_bytes = 0
@@ -263,7 +262,12 @@ class AsyncFileRecorder:
         data_bytes = self._handed_bytes + len(tail)
         try:
             await WRITER.call(
-                _finish_file, self._target, self._path, tail, self._handed_bytes, data_bytes
+                _finish_file,
+                self._target,
+                self._path,
+                tail,
+                self._handed_bytes,
+                wav.build_header(self._sample_rate, self._channels, data_bytes),
             )
         finally:
             self._target.fd = -1
@@ -319,21 +323,20 @@ def _on_timer(recorder: weakref.ref[AsyncFileRecorder]) -> None:
 
 
 def _finish_file(
-    target: WriteTarget, path: Path, tail: bytearray, offset: int, data_bytes: int
+    target: WriteTarget, path: Path, tail: bytearray, offset: int, final_header: bytes
 ) -> None:
-    """Writes the last chunk and the final sizes, then makes file and directory durable."""
+    """Writes the last chunk and the final header, then makes file and directory durable."""
     fd = target.fd
     try:
         if target.error is None and tail:
             os.pwrite(fd, tail, wav.HEADER_SIZE + offset)
         if target.error is not None:
             raise target.error
-        for field_offset, value in wav.size_fields(data_bytes):
-            os.pwrite(fd, value, field_offset)
+        os.pwrite(fd, final_header, 0)
         os.fsync(fd)
     finally:
         os.close(fd)
-    fsync_directory(path.parent)
+    WRITER.sync_directory(path.parent, since=target.created_by_job)
 
 
 class _RecorderOpener:
@@ -415,14 +418,14 @@ async def _open(
     started_at = datetime.now(UTC)
     creating = WRITER.call(_create_file, directory, path, header)
     try:
-        fd = await asyncio.shield(creating)
+        target = await asyncio.shield(creating)
     except asyncio.CancelledError:
         creating.add_done_callback(_discard_if_created(path))
         raise
-    return AsyncFileRecorder(path, fd, sample_rate, channels, flush_interval, started_at)
+    return AsyncFileRecorder(path, target, sample_rate, channels, flush_interval, started_at)
 
 
-def _create_file(directory: Path, path: Path, header: bytes) -> int:
+def _create_file(directory: Path, path: Path, header: bytes) -> WriteTarget:
     """Creates the recording with its header already in it, never replacing a file.
 
     The header is written under a temporary name that is then hard-linked to the real one
@@ -445,7 +448,7 @@ def _create_file(directory: Path, path: Path, header: bytes) -> int:
         ) from exc
     finally:
         os.unlink(temp)
-    return os.open(path, flags)
+    return WriteTarget(os.open(path, flags), created_by_job=WRITER.jobs_run)
 
 
 def _make_private_dirs(directory: Path) -> None:
@@ -463,12 +466,12 @@ def _make_private_dirs(directory: Path) -> None:
         os.chmod(d, 0o700)
 
 
-def _discard_if_created(path: Path) -> Callable[[asyncio.Future[int]], None]:
+def _discard_if_created(path: Path) -> Callable[[asyncio.Future[WriteTarget]], None]:
     """A callback that undoes a file creation whose caller was cancelled meanwhile."""
 
-    def discard(creating: asyncio.Future[int]) -> None:
+    def discard(creating: asyncio.Future[WriteTarget]) -> None:
         if not creating.cancelled() and creating.exception() is None:
-            os.close(creating.result())
+            os.close(creating.result().fd)
             os.unlink(path)
 
     return discard

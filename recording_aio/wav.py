@@ -90,11 +90,6 @@ def build_header(sample_rate: int, channels: int, data_bytes: int | None = None)
     )
 
 
-def size_fields(data_bytes: int) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
-    """The (offset, bytes) writes that turn a header written by `build_header` final."""
-    return (4, struct.pack("<I", data_bytes + HEADER_SIZE - 8)), (40, struct.pack("<I", data_bytes))
-
-
 def parse_header(head: bytes, file_size: int, path: Path) -> WavInfo:
     """Parses the start of a file (`head`, at least up to the data chunk header)."""
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":

@@ -21,7 +21,7 @@ from wavreaders import IN_PROCESS, check_wav, pcm
 from recording_aio import InvalidWavError, open_recorder, read_wav_info, repair_wav
 from recording_aio import wav as wavmod
 from recording_aio._writer import WRITER
-from recording_aio.wav import HEADER_SIZE, UNKNOWN_SIZE, build_header, parse_header, size_fields
+from recording_aio.wav import HEADER_SIZE, UNKNOWN_SIZE, build_header, parse_header
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -129,14 +129,6 @@ def test_build_parse_round_trip(rate: int, channels: int, frames: int, torn: int
     assert placeholder.header_state == "placeholder"
     assert (placeholder.num_frames, placeholder.data_bytes) == (frames, data_bytes)
     assert placeholder.duration_s == frames / rate
-
-
-def test_size_fields_turn_a_placeholder_header_final() -> None:
-    """Writing size_fields over a placeholder header yields the final header."""
-    header = bytearray(build_header(22050, 2))
-    for offset, value in size_fields(4000):
-        header[offset : offset + len(value)] = value
-    assert bytes(header) == build_header(22050, 2, 4000)
 
 
 # --- header states ---------------------------------------------------------------------------
