@@ -1,9 +1,10 @@
 """Recording a conversation to a local WAV file from asyncio.
 
-`write_samples()` only validates and appends to an in-memory buffer; whole chunks go to disk
-through the shared writer thread at least every `flush_interval` of audio, so a frame costs
-about as much as a bytearray append and a SIGKILL loses at most that interval. `aclose()`
-writes the real sizes into the header and fsyncs the file and its directory.
+`write_samples()` only validates and appends to an in-memory buffer; chunks of half a
+`flush_interval` go to disk through the shared writer thread, so a frame costs little more
+than a bytearray append, and a SIGKILL never loses more than `flush_interval` of
+acknowledged audio. `aclose()` writes the real sizes into the header and fsyncs the file and
+its directory.
 """
 
 from __future__ import annotations
@@ -385,8 +386,9 @@ def open_recorder(
         base: file name without `.wav`; one path segment (no separators, not `.`/`..`).
         sample_rate: frames per second, > 0; every write must use the same rate.
         channels: 1 (mono) or more (interleaved frames).
-        flush_interval: seconds of audio buffered in memory at most before it is handed to
-            the disk; also the most audio a killed process can lose. Default 1.0.
+        flush_interval: the most acknowledged audio, in seconds, that may not yet be written
+            to disk, so the most a killed process can lose; a quiet recording is also written
+            at least this often. Default 1.0.
 
     Raises:
         ConfigurationError: (a ValueError) a bad base name, rate, channel count or interval.
