@@ -236,15 +236,6 @@ class AsyncFileRecorder:
             self._hand_off()
         self._timer = self._loop.call_later(self._flush_interval, _on_timer, weakref.ref(self))
 
-    def _raise_write_error(self) -> None:
-        exc = self._target.error
-        assert exc is not None
-        raise OSError(
-            exc.errno,
-            f"writing {self._path} failed ({exc.strerror}); the file keeps the audio written "
-            "before the failure, and repair_wav() makes its header exact",
-        ) from exc
-
     async def aclose(self) -> LocalFileInfo:
         """Flushes, writes the final sizes, fsyncs file and directory, and returns the info.
 
