@@ -519,14 +519,22 @@ class AsyncUploader:
             done = await transfer.run()
             with contextlib.suppress(FileNotFoundError):
                 await aiofiles.os.remove(job.local_path)
-            if pending.spooled and self._spool is not None:
-                await asyncio.to_thread(self._spool.remove, pending.entry)
         except asyncio.CancelledError:
             self._fail(pending, "shutdown", "upload cancelled by shutdown; the file is kept")
             raise
         except TransferError as exc:
             await self._record_failure(pending, exc)
             return
+        except Exception as exc:  # a bug or an odd local failure must not end the worker
+            log.exception("uploader %r: unexpected error uploading %s", self._name, job.local_path)
+            self._metrics.failed("unexpected")
+            self._fail(pending, "unexpected", f"unexpected {type(exc).__name__}: {exc}")
+            return
+        if pending.spooled and self._spool is not None:
+            try:
+                await asyncio.to_thread(self._spool.remove, pending.entry)
+            except OSError as exc:  # the next start finds the object uploaded and drops it
+                log.warning("could not remove spool entry %s: %s", pending.entry.id, exc)
         duration = time.monotonic() - started
         self._metrics.success.inc()
         self._metrics.uploaded_bytes.inc(done.size_bytes)

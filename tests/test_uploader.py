@@ -992,3 +992,46 @@ def assert_no_credentials(caplog: pytest.LogCaptureFixture) -> None:
             assert secret not in repr(record.args)
             assert secret not in (record.exc_text or "")
         assert secret not in caplog.text
+
+
+# -- a worker survives the unexpected ------------------------------------------------------
+
+
+async def test_unexpected_error_fails_that_job_only_and_the_worker_goes_on(
+    tmp_path: Path,
+    fault_proxy: FaultProxy,
+    s3: BaseClient,
+    bucket: str,
+    registry: CollectorRegistry,
+    metrics: Metrics,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug-like error in one upload fails its handle, keeps its file, and later jobs upload."""
+    from recording_aio import transfer
+
+    real_run = transfer.Transfer.run
+    calls = 0
+
+    async def run_once_broken(self: transfer.Transfer) -> transfer.Transferred:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("boom")
+        return await real_run(self)
+
+    monkeypatch.setattr(transfer.Transfer, "run", run_once_broken)
+    broken, fine = write_file(tmp_path, "broken.wav"), write_file(tmp_path, "fine.wav")
+    async with new_uploader(fault_proxy.url, registry, workers=1) as up:
+        first = await up.enqueue(broken.job(bucket))
+        with pytest.raises(UploadFailedError) as failure:
+            await first
+        result = await (await up.enqueue(fine.job(bucket)))
+
+    assert failure.value.reason == "unexpected"
+    assert broken.intact()
+    assert stored(s3, bucket, broken.job(bucket).key) is None
+    assert result.size_bytes == len(fine.data)
+    assert stored(s3, bucket, fine.job(bucket).key) == fine.data
+    assert metrics.value(FAILED, reason="unexpected") == 1.0
+    assert "unexpected error uploading" in caplog.text
