@@ -182,6 +182,9 @@ class Transfer:
             await self._abort(ids)
             raise
         await self._on_upload_id(None)
+        if self._retries > retries_before:
+            # A create that failed on our side may reach the store late; by now it has.
+            await self.abort_unrecorded()
         return Transferred(
             etag=_etag(response),
             size_bytes=size,

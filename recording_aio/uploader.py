@@ -514,9 +514,14 @@ class AsyncUploader:
             if entry.upload_id is not None:
                 await transfer.abort_stale(entry.upload_id)
                 await self._remember_upload_id(pending, None)
-            if pending.recovered and entry.size_bytes >= self._settings.multipart_threshold:
+            sweep = pending.recovered and entry.size_bytes >= self._settings.multipart_threshold
+            if sweep:
                 await transfer.abort_unrecorded()
             done = await transfer.run()
+            if sweep:
+                # The crashed run's CreateMultipartUpload may have reached the store only
+                # after the first sweep; once this upload is done, nothing else is ours.
+                await transfer.abort_unrecorded()
             with contextlib.suppress(FileNotFoundError):
                 await aiofiles.os.remove(job.local_path)
         except asyncio.CancelledError:
