@@ -154,3 +154,14 @@ def bucket(s3: BaseClient) -> Iterator[str]:
     s3.create_bucket(Bucket=name)
     yield name
     delete_bucket(s3, name)
+
+
+def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:
+    """The bytes of `s3://bucket/key`, or None when there is no such object."""
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    return body

@@ -28,7 +28,6 @@ from urllib.parse import parse_qs
 
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 from faultproxy import (
     SERVICE_UNAVAILABLE,
     SLOW_DOWN,
@@ -40,7 +39,7 @@ from faultproxy import (
     random_faults,
 )
 from prometheus_client import CollectorRegistry
-from s3fixtures import REGION, delete_bucket, s3_client
+from s3fixtures import REGION, delete_bucket, s3_client, stored
 from upload_child import expected_pcm
 from wavreaders import IN_PROCESS, check_wav
 
@@ -69,16 +68,6 @@ def make_file(directory: Path, name: str, size: int = 2048) -> tuple[Path, bytes
     path = directory / name
     path.write_bytes(data)
     return path, data
-
-
-def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None when there is none."""
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
 
 
 def object_keys(s3: BaseClient, bucket: str) -> list[str]:

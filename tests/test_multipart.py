@@ -19,7 +19,6 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from faultproxy import (
     ACCESS_DENIED,
     INTERNAL_ERROR,
@@ -35,7 +34,7 @@ from faultproxy import (
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY
+from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, stored
 
 from recording_aio import AsyncUploader, RecordingJob, UploadFailedError
 from recording_aio.spool import Spool, SpoolEntry, new_entry
@@ -79,16 +78,6 @@ def multipart_etag(data: bytes, part_size: int = PART) -> str:
         hashlib.md5(data[i : i + part_size]).digest() for i in range(0, len(data), part_size)
     ]
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
-
-
-def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None when there is none."""
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
 
 
 def open_uploads(s3: BaseClient, bucket: str) -> list[dict[str, Any]]:

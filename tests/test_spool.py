@@ -17,10 +17,9 @@ from typing import Any, Literal
 
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 from faultproxy import ACCESS_DENIED, SERVICE_UNAVAILABLE, Fault, FaultProxy, always, fail_first
 from prometheus_client import CollectorRegistry
-from s3fixtures import REGION
+from s3fixtures import REGION, stored
 
 from recording_aio import (
     AsyncUploader,
@@ -93,16 +92,6 @@ async def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 
 def metric(registry: CollectorRegistry, name: str, uploader: str = "default") -> float:
     """A sample of the uploader's metrics (0 when never touched)."""
     return registry.get_sample_value(name, {"uploader": uploader}) or 0.0
-
-
-def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None when there is none."""
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
 
 
 def write_entry(spool_dir: Path, job: RecordingJob, size: int, **fields: Any) -> SpoolEntry:

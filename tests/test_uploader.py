@@ -31,7 +31,7 @@ from faultproxy import (
     fail_first,
 )
 from prometheus_client import CollectorRegistry
-from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY
+from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, stored
 from uploads import (
     DURATION_COUNT,
     ENQUEUED,
@@ -43,7 +43,6 @@ from uploads import (
     UPLOADED_BYTES,
     Metrics,
     new_uploader,
-    stored,
     wait_until,
     write_file,
 )

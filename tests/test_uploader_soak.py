@@ -20,7 +20,8 @@ import pytest
 from botocore.client import BaseClient
 from faultproxy import TRANSIENT_ERRORS, Fault, FaultProxy, random_faults
 from prometheus_client import CollectorRegistry
-from uploads import DURATION_COUNT, RETRIES, SUCCESS, Metrics, new_uploader, stored, write_file
+from s3fixtures import stored
+from uploads import DURATION_COUNT, RETRIES, SUCCESS, Metrics, new_uploader, write_file
 
 from recording_aio import UploadResult
 

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiobotocore.session import AioSession, get_session
-from botocore.client import BaseClient
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from recording_aio import AsyncUploader, RecordingJob
@@ -115,17 +113,6 @@ class Metrics:
             for sample in family.samples
             if sample.name == name and sample.labels.get("uploader") == self.uploader
         }
-
-
-def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:
-    """The bytes of `s3://bucket/key`, or None when there is no such object."""
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
-    return body
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
