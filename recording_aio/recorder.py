@@ -89,6 +89,7 @@ class AsyncFileRecorder:
         "_closing",
         "_flush_interval",
         "_frame_bytes",
+        "_handed_at_tick",
         "_handed_bytes",
         "_info",
         "_limit_bytes",
@@ -121,6 +122,7 @@ class AsyncFileRecorder:
         self._buffer = bytearray()
         self._accepted_bytes = 0
         self._handed_bytes = 0
+        self._handed_at_tick = 0
         self._started_at = started_at
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_later(flush_interval, _on_timer, weakref.ref(self))
@@ -197,7 +199,7 @@ class AsyncFileRecorder:
             self._hand_off()
 
     async def _wait_for_disk(self) -> None:
-        """Waits until every handed-off chunk is written, then hands off the buffer.
+        """Hands off the buffer and waits until every handed-off chunk is written.
 
         The buffer goes to the writer once it holds half a flush_interval and the previous
         chunk is on disk; while that chunk is still being written the buffer keeps growing,
@@ -205,11 +207,11 @@ class AsyncFileRecorder:
         So a SIGKILL loses at most flush_interval, however far behind the disk falls. The
         frame is taken only after the wait, so a cancelled call takes nothing.
         """
+        if self._buffer:
+            self._hand_off()
         await WRITER.barrier()
         if self._unusable or self._target.error is not None:
             self._raise_unusable()
-        if self._buffer:
-            self._hand_off()
 
     def _raise_unusable(self) -> None:
         if self._closing:
@@ -230,10 +232,12 @@ class AsyncFileRecorder:
             self._unusable = True
 
     def _flush_on_time(self) -> None:
+        """Hands off audio of a recording too quiet to fill a chunk within flush_interval."""
         if self._closing:
             return
-        if self._buffer:
+        if self._buffer and self._handed_bytes == self._handed_at_tick:
             self._hand_off()
+        self._handed_at_tick = self._handed_bytes
         self._timer = self._loop.call_later(self._flush_interval, _on_timer, weakref.ref(self))
 
     async def aclose(self) -> LocalFileInfo:
