@@ -41,6 +41,7 @@ from faultproxy import (
 from prometheus_client import CollectorRegistry
 from s3fixtures import REGION, delete_bucket, s3_client, stored
 from upload_child import expected_pcm
+from uploads import wait_until
 from wavreaders import IN_PROCESS, check_wav
 
 from recording_aio import (
@@ -102,15 +103,6 @@ def new_uploader(endpoint: str, spool_dir: Path, **kw: Any) -> AsyncUploader:
     }
     options.update(kw)
     return AsyncUploader(endpoint_url=endpoint, spool_dir=spool_dir, **options)
-
-
-async def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Polls `predicate` until it holds; fails the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def drain_spool(endpoint: str, spool_dir: Path, timeout: float = 60.0) -> float:
@@ -415,7 +407,9 @@ async def test_shutdown_with_backlog_keeps_everything_for_next_start(
     up = new_uploader(fault_proxy.url, spool_dir, workers=2, queue_size=64)
     await up.start()
     handles = [await up.enqueue(RecordingJob(p, bucket, f"bl/{p.name}")) for p, _ in files]
-    await wait_until("both workers to be stuck", lambda: fault_proxy.count(op="PutObject") == 2)
+    await wait_until(
+        "both workers to be stuck", lambda: fault_proxy.count(op="PutObject") == 2, timeout=30.0
+    )
     started = time.monotonic()
     await up.shutdown(timeout=2)
     elapsed = time.monotonic() - started

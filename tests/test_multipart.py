@@ -3,13 +3,12 @@ single parts, aborts; and the store options (encryption, storage class, tags, me
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, stored
+from uploads import wait_until
 
 from recording_aio import AsyncUploader, RecordingJob, UploadFailedError
 from recording_aio.spool import Spool, SpoolEntry, new_entry
@@ -101,15 +101,6 @@ def spool_records(spool_dir: Path) -> list[dict[str, Any]]:
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, {"uploader": "default", **labels}) or 0.0
-
-
-async def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Polls `predicate` until it holds; fails the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 # -- parts, checksums, concurrency -----------------------------------------------------------

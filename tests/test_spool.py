@@ -9,7 +9,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +20,7 @@ from botocore.client import BaseClient
 from faultproxy import ACCESS_DENIED, SERVICE_UNAVAILABLE, Fault, FaultProxy, always, fail_first
 from prometheus_client import CollectorRegistry
 from s3fixtures import REGION, stored
+from uploads import wait_until
 
 from recording_aio import (
     AsyncUploader,
@@ -78,15 +79,6 @@ def make_uploader(
         registry=registry or CollectorRegistry(),
         **options,
     )
-
-
-async def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Polls `predicate` until it holds; fails the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 def metric(registry: CollectorRegistry, name: str, uploader: str = "default") -> float:

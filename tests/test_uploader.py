@@ -429,7 +429,9 @@ async def test_enqueue_nowait_on_a_full_queue_raises_and_leaves_the_file(
     fault_proxy.set_rule(fail_first(1, Fault.stall(0.5, then_forward=True), op="PutObject"))
     async with new_uploader(fault_proxy.url, registry, workers=1, queue_size=2) as up:
         handles = [up.enqueue_nowait(files[0].job(bucket))]
-        await wait_until(lambda: fault_proxy.count(op="PutObject") == 1)
+        await wait_until(
+            "a PUT to reach the proxy", lambda: fault_proxy.count(op="PutObject") == 1, timeout=5.0
+        )
         handles += [up.enqueue_nowait(f.job(bucket)) for f in files[1:3]]
         with pytest.raises(QueueFullError, match="full") as excinfo:
             up.enqueue_nowait(files[3].job(bucket))
@@ -463,7 +465,9 @@ async def test_enqueue_waits_for_room_then_proceeds(
     fault_proxy.set_rule(fail_first(1, Fault.stall(1.0, then_forward=True), op="PutObject"))
     async with new_uploader(fault_proxy.url, registry, workers=1, queue_size=1) as up:
         first = up.enqueue_nowait(files[0].job(bucket))
-        await wait_until(lambda: fault_proxy.count(op="PutObject") == 1)
+        await wait_until(
+            "a PUT to reach the proxy", lambda: fault_proxy.count(op="PutObject") == 1, timeout=5.0
+        )
         second = up.enqueue_nowait(files[1].job(bucket))
         waiting = asyncio.create_task(up.enqueue(files[2].job(bucket)))
         await asyncio.sleep(0.2)
@@ -554,7 +558,9 @@ async def test_shutdown_timeout_cancels_stalled_uploads_and_keeps_their_files(
     up = new_uploader(fault_proxy.url, registry, workers=2, read_timeout=60.0)
     await up.start()
     handles = [up.enqueue_nowait(f.job(bucket)) for f in files]
-    await wait_until(lambda: fault_proxy.count(op="PutObject") == 2)
+    await wait_until(
+        "two PUTs to reach the proxy", lambda: fault_proxy.count(op="PutObject") == 2, timeout=5.0
+    )
 
     started = time.monotonic()
     await up.shutdown(timeout=1)
@@ -654,7 +660,9 @@ async def test_cancelling_a_task_awaiting_the_handle_does_not_cancel_the_upload(
     async with new_uploader(fault_proxy.url, registry) as up:
         handle = await up.enqueue(f.job(bucket))
         waiter = asyncio.create_task(wait_for(handle))
-        await wait_until(lambda: fault_proxy.count(op="PutObject") == 1)
+        await wait_until(
+            "a PUT to reach the proxy", lambda: fault_proxy.count(op="PutObject") == 1, timeout=5.0
+        )
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -681,7 +689,9 @@ async def test_cancelling_a_blocked_enqueue_queues_nothing(
     fault_proxy.set_rule(fail_first(1, Fault.stall(0.5, then_forward=True), op="PutObject"))
     async with new_uploader(fault_proxy.url, registry, workers=1, queue_size=1) as up:
         handles = [up.enqueue_nowait(files[0].job(bucket))]
-        await wait_until(lambda: fault_proxy.count(op="PutObject") == 1)
+        await wait_until(
+            "a PUT to reach the proxy", lambda: fault_proxy.count(op="PutObject") == 1, timeout=5.0
+        )
         handles.append(up.enqueue_nowait(files[1].job(bucket)))
         blocked = asyncio.create_task(up.enqueue(files[2].job(bucket)))
         await asyncio.sleep(0.1)
@@ -816,7 +826,9 @@ async def test_ignored_handles_cause_no_warnings_or_unretrieved_errors(
             await up.enqueue(bad.job(bucket))
             await asyncio.to_thread(up.enqueue_threadsafe, good_by_thread.job(bucket))
             await asyncio.to_thread(up.enqueue_threadsafe, bad_by_thread.job(bucket))
-            await wait_until(lambda: up.qsize() == 0 and up.in_flight == 0)
+            await wait_until(
+                "the queue to drain", lambda: up.qsize() == 0 and up.in_flight == 0, timeout=5.0
+            )
         gc.collect()
         await asyncio.sleep(0.01)
         gc.collect()

@@ -115,10 +115,10 @@ class Metrics:
         }
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Polls `condition` until it holds; fails the test after `timeout` seconds."""
+async def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Polls `predicate` until it holds; fails the test with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout} s")
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
         await asyncio.sleep(0.005)
