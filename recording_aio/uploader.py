@@ -311,12 +311,7 @@ class AsyncUploader:
             UploaderClosedError: not started, or shutting down.
             ConfigurationError, FileNotFoundError: the job is invalid.
         """
-        self._check_accepting()
-        if len(self._queue) >= self._queue_size:
-            raise QueueFullError(
-                f"upload queue of {self._name!r} is full ({self._queue_size} jobs); use "
-                "`await enqueue(job)` to wait for room, or raise queue_size"
-            )
+        self._check_room()
         entry = new_entry(job, check_job(job))
         if self._spool is not None:
             self._spool.save(entry)
@@ -372,12 +367,16 @@ class AsyncUploader:
         return asyncio.run_coroutine_threadsafe(_await_handle(handle), loop)
 
     async def _accept_from_thread(self, entry: SpoolEntry) -> UploadHandle:
+        self._check_room()
+        return self._accept(entry)
+
+    def _check_room(self) -> None:
         self._check_accepting()
         if len(self._queue) >= self._queue_size:
             raise QueueFullError(
-                f"upload queue of {self._name!r} is full ({self._queue_size} jobs)"
+                f"upload queue of {self._name!r} is full ({self._queue_size} jobs); use "
+                "`await enqueue(job)` to wait for room, or raise queue_size"
             )
-        return self._accept(entry)
 
     def _check_accepting(self) -> None:
         if self._state is not _State.RUNNING:
