@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 from ._fs import fsync_directory
 
 T = TypeVar("T")
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if "SC_IOV_MAX" in os.sysconf_names else 16
 _BATCH = 64
 _BATCH_DELAY = 0.002
 
@@ -54,9 +55,9 @@ class ChunkWriter:
         self.jobs_run = 0
         self._dirs_synced: dict[Path, int] = {}
 
-    def submit(self, target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
-        """Queues `data` to be written at `offset`; returns at once."""
-        self._put(partial(_write, target, data, offset))
+    def submit(self, target: WriteTarget, frames: list[bytes], nbytes: int, offset: int) -> None:
+        """Queues `frames` (`nbytes` in all) to be written at `offset`; returns at once."""
+        self._put(partial(_write, target, frames, nbytes, offset))
 
     def close_when_written(self, target: WriteTarget) -> None:
         """Closes the target's descriptor after its queued chunks (for an abandoned recorder)."""
@@ -144,16 +145,26 @@ class ChunkWriter:
         self._results = []
 
 
-def _write(target: WriteTarget, data: bytes | bytearray, offset: int) -> None:
+def write_frames(fd: int, frames: list[bytes], offset: int) -> None:
+    """Writes `frames` back to back at `offset`, with one system call per IOV_MAX frames."""
+    for start in range(0, len(frames), _IOV_MAX):
+        batch = frames[start : start + _IOV_MAX]
+        size = sum(map(len, batch))
+        written = os.pwritev(fd, batch, offset)
+        if written < size:  # a short write, rare on a regular file: finish it plainly
+            rest = memoryview(b"".join(batch))
+            while written < size:
+                written += os.pwrite(fd, rest[written:], offset + written)
+        offset += size
+
+
+def _write(target: WriteTarget, frames: list[bytes], nbytes: int, offset: int) -> None:
     if target.error is None:
         try:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(target.fd, view, offset)
-                view, offset = view[n:], offset + n
+            write_frames(target.fd, frames, offset)
         except OSError as exc:
             target.error = exc
-    target.written_bytes += len(data)
+    target.written_bytes += nbytes
 
 
 _Result = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, BaseException | None]

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from . import wav
-from ._writer import WRITER, WriteTarget
+from ._writer import WRITER, WriteTarget, write_frames
 from .errors import (
     ConfigurationError,
     RecorderClosedError,
@@ -81,8 +81,6 @@ class AsyncFileRecorder:
 
     __slots__ = (
         "__weakref__",
-        "_accepted_bytes",
-        "_buffer",
         "_channels",
         "_chunk_bytes",
         "_close_task",
@@ -95,6 +93,9 @@ class AsyncFileRecorder:
         "_limit_bytes",
         "_loop",
         "_path",
+        "_pending",
+        "_pending_goal",
+        "_room",
         "_sample_rate",
         "_started_at",
         "_target",
@@ -119,8 +120,8 @@ class AsyncFileRecorder:
         self._chunk_bytes = max(1, int(flush_interval * sample_rate) // 2) * self._frame_bytes
         self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
         self._target = target
-        self._buffer = bytearray()
-        self._accepted_bytes = 0
+        self._pending: list[bytes] = []
+        self._room = self._pending_goal = 0
         self._handed_bytes = 0
         self._handed_at_tick = 0
         self._started_at = started_at
@@ -130,6 +131,7 @@ class AsyncFileRecorder:
         self._unusable = False
         self._close_task: asyncio.Future[LocalFileInfo] | None = None
         self._info: LocalFileInfo | None = None
+        self._update_room()
 
     @property
     def path(self) -> Path:
@@ -147,7 +149,7 @@ class AsyncFileRecorder:
     @property
     def num_frames(self) -> int:
         """Frames accepted so far."""
-        return self._accepted_bytes // self._frame_bytes
+        return (self._handed_bytes + self._pending_bytes) // self._frame_bytes
 
     @property
     def closed(self) -> bool:
@@ -172,43 +174,80 @@ class AsyncFileRecorder:
             RecorderClosedError: after aclose().
             OSError: an earlier chunk could not be written to disk.
         """
+        # The common case, whole frames of bytes that fit in the current chunk, costs a few
+        # attribute reads; everything else (validation, hand-off, waits, errors) is below.
+        if type(samples) is bytes and sample_rate == self._sample_rate:
+            n = len(samples)
+            if n <= self._room and not n % self._frame_bytes:
+                self._room -= n
+                self._pending.append(samples)
+                return
+        await self._write_checked(samples, sample_rate)
+
+    async def _write_checked(self, samples: Samples, sample_rate: int) -> None:
         if self._unusable:
             self._raise_unusable()
         if sample_rate != self._sample_rate:
             raise SampleRateMismatchError(self._sample_rate, sample_rate)
-        if type(samples) is bytes and not len(samples) % self._frame_bytes:
-            data: bytes | bytearray | memoryview = samples
-        else:
-            data = to_pcm16le(samples, self._channels)
-        accepted = self._accepted_bytes + len(data)
-        if accepted > self._limit_bytes:
+        data = to_pcm16le(samples, self._channels)
+        frame = data if type(data) is bytes else bytes(data)  # the caller may reuse its buffer
+        if self._handed_bytes + self._pending_bytes + len(frame) > self._limit_bytes:
             raise RecordingTooLargeError(
                 f"{self._path} would exceed the WAV limit of {self._limit_bytes} audio bytes; "
                 "close it and continue in a new recording"
             )
-        buffered = len(self._buffer) + len(data)
-        if buffered >= self._chunk_bytes:
-            unwritten = self._handed_bytes - self._target.written_bytes
-            if not unwritten:
-                self._hand_off()
-            elif buffered + unwritten > 2 * self._chunk_bytes:
-                await self._wait_for_disk()
-        self._buffer += data
-        self._accepted_bytes = accepted
-        if len(self._buffer) >= 2 * self._chunk_bytes:  # a single write of flush_interval
+        at_risk = self._pending_bytes + self._unwritten_bytes + len(frame)
+        if at_risk > 2 * self._chunk_bytes and at_risk > len(frame):
+            await self._wait_for_disk()
+        self._pending.append(frame)
+        self._pending_goal += len(frame)
+        if self._pending_bytes >= self._chunk_bytes and not self._unwritten_bytes:
             self._hand_off()
+        self._update_room()
+
+    @property
+    def _pending_bytes(self) -> int:
+        """Bytes accepted but not yet handed to the writer."""
+        return self._pending_goal - self._room
+
+    @property
+    def _unwritten_bytes(self) -> int:
+        """Bytes handed to the writer but not yet written."""
+        return self._handed_bytes - self._target.written_bytes
+
+    def _update_room(self) -> None:
+        """Sets how many bytes `write_samples` may take without its checks.
+
+        That is up to the next chunk boundary, the flush_interval of audio that may be at risk
+        or the size limit, and none (-1, so not even an empty frame) once the recorder is
+        closed or its file failed.
+        """
+        pending = self._pending_bytes
+        if self._unusable:
+            room = -1
+        else:
+            room = max(
+                -1,
+                min(
+                    self._chunk_bytes - 1 - pending,
+                    2 * self._chunk_bytes - self._unwritten_bytes - pending,
+                    self._limit_bytes - self._handed_bytes - pending,
+                ),
+            )
+        self._room = room
+        self._pending_goal = pending + room
 
     async def _wait_for_disk(self) -> None:
-        """Hands off the buffer and waits until every handed-off chunk is written.
+        """Hands off what is pending and waits until every handed-off chunk is written.
 
-        The buffer goes to the writer once it holds half a flush_interval and the previous
-        chunk is on disk; while that chunk is still being written the buffer keeps growing,
-        and only a frame that would take the unwritten audio past flush_interval waits here.
-        So a SIGKILL loses at most flush_interval, however far behind the disk falls. The
-        frame is taken only after the wait, so a cancelled call takes nothing.
+        Pending audio goes to the writer once it holds half a flush_interval and the previous
+        chunk is on disk; while that chunk is still being written more audio is taken, and
+        only a frame that would take the audio not yet on disk past flush_interval waits here.
+        So a SIGKILL loses at most flush_interval (or one frame longer than that), however far
+        behind the disk falls. The frame is taken only after the wait, so a cancelled call
+        takes nothing.
         """
-        if self._buffer:
-            self._hand_off()
+        self._hand_off()
         await WRITER.barrier()
         if self._unusable or self._target.error is not None:
             self._raise_unusable()
@@ -225,17 +264,23 @@ class AsyncFileRecorder:
         ) from exc
 
     def _hand_off(self) -> None:
-        chunk, self._buffer = self._buffer, bytearray()
-        WRITER.submit(self._target, chunk, wav.HEADER_SIZE + self._handed_bytes)
-        self._handed_bytes += len(chunk)
+        """Gives the pending frames to the writer thread."""
+        nbytes = self._pending_bytes
+        if not nbytes:
+            return
+        frames, self._pending = self._pending, []
+        WRITER.submit(self._target, frames, nbytes, wav.HEADER_SIZE + self._handed_bytes)
+        self._handed_bytes += nbytes
+        self._pending_goal -= nbytes
         if self._target.error is not None:
             self._unusable = True
+        self._update_room()
 
     def _flush_on_time(self) -> None:
         """Hands off audio of a recording too quiet to fill a chunk within flush_interval."""
         if self._closing:
             return
-        if self._buffer and self._handed_bytes == self._handed_at_tick:
+        if self._handed_bytes == self._handed_at_tick:
             self._hand_off()
         self._handed_at_tick = self._handed_bytes
         self._timer = self._loop.call_later(self._flush_interval, _on_timer, weakref.ref(self))
@@ -248,14 +293,15 @@ class AsyncFileRecorder:
         """
         if self._close_task is None:
             self._closing = self._unusable = True
+            self._update_room()
             self._timer.cancel()
             self._close_task = asyncio.ensure_future(self._finalize())
         return await asyncio.shield(self._close_task)
 
     async def _finalize(self) -> LocalFileInfo:
         ended_at = datetime.now(UTC)
-        tail, self._buffer = self._buffer, bytearray()
-        data_bytes = self._handed_bytes + len(tail)
+        data_bytes = self._handed_bytes + self._pending_bytes
+        tail, self._pending = self._pending, []
         try:
             await WRITER.call(
                 _finish_file,
@@ -294,8 +340,7 @@ class AsyncFileRecorder:
     def __del__(self) -> None:
         if self._close_task is None and self._target.fd >= 0:
             self._timer.cancel()
-            if self._buffer:
-                self._hand_off()
+            self._hand_off()
             WRITER.close_when_written(self._target)
             warnings.warn(
                 f"recorder for {self._path} was never closed; call aclose()",
@@ -319,13 +364,13 @@ def _on_timer(recorder: weakref.ref[AsyncFileRecorder]) -> None:
 
 
 def _finish_file(
-    target: WriteTarget, path: Path, tail: bytearray, offset: int, final_header: bytes
+    target: WriteTarget, path: Path, tail: list[bytes], offset: int, final_header: bytes
 ) -> None:
-    """Writes the last chunk and the final header, then makes file and directory durable."""
+    """Writes the last frames and the final header, then makes file and directory durable."""
     fd = target.fd
     try:
-        if target.error is None and tail:
-            os.pwrite(fd, tail, wav.HEADER_SIZE + offset)
+        if target.error is None:
+            write_frames(fd, tail, wav.HEADER_SIZE + offset)
         if target.error is not None:
             raise target.error
         os.pwrite(fd, final_header, 0)

@@ -8,6 +8,7 @@ import gc
 import math
 import os
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wavreaders import (
     ALL_READERS,
@@ -184,14 +185,53 @@ async def test_size_threshold_hands_off_without_waiting_for_the_timer(tmp_path: 
         await rec.write_samples(first, 8000)
         await WRITER.barrier()
         assert read_wav_info(rec.path).num_frames == 0
-        second = tone(1, seed=3)
+        second = tone(1, seed=3)  # completes the chunk
         await rec.write_samples(second, 8000)
         await WRITER.barrier()
-        check_wav(rec.path, first, 8000, 1, readers=IN_PROCESS)
+        check_wav(rec.path, first + second, 8000, 1, readers=IN_PROCESS)
         big = tone(8000 * 60, seed=4)  # a whole flush_interval in one write goes at once
         await rec.write_samples(big, 8000)
         await WRITER.barrier()
         check_wav(rec.path, first + second + big, 8000, 1, readers=IN_PROCESS)
+
+
+async def test_chunks_of_more_frames_than_one_system_call_takes(tmp_path: Path) -> None:
+    """Thousands of one-sample frames per chunk (past IOV_MAX) land in order, live and final."""
+    frames = [tone(1, seed=i) for i in range(5000)]
+    async with open_recorder(tmp_path, "tiny", 8000, flush_interval=1.0) as rec:
+        for frame in frames:
+            await rec.write_samples(frame, 8000)
+        await WRITER.barrier()
+        on_disk = read_wav_info(rec.path).num_frames
+        assert on_disk >= 4000  # chunks of 4000 frames
+        check_wav(rec.path, b"".join(frames[:on_disk]), 8000, 1, readers=IN_PROCESS)
+    assert_final_file(rec.path, b"".join(frames), 8000, 1)
+
+
+def test_a_short_write_is_finished_in_order(tmp_path: Path) -> None:
+    """When the kernel writes only part of a vectored write, the rest follows at the right place.
+
+    A file size limit makes the kernel stop mid-way; the rest then fails with EFBIG, and the
+    file holds exactly the bytes up to the limit, in order.
+    """
+    path = tmp_path / "limited"
+    frames = [bytes([i]) * 1000 for i in range(10)]
+    script = (
+        "import os, resource, signal, sys\n"
+        "from recording_aio._writer import write_frames\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4500, 4500))\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+        "try:\n"
+        "    write_frames(fd, [bytes([i]) * 1000 for i in range(10)], 100)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(errno.EFBIG)
+    assert path.read_bytes() == bytes(100) + b"".join(frames)[:4400]
 
 
 async def test_empty_recording_is_a_valid_final_file(tmp_path: Path) -> None:
@@ -507,6 +547,38 @@ async def test_cancelling_a_write_blocked_on_the_disk(
     await rec.write_samples(late, 8000)
     await rec.aclose()
     assert_final_file(rec.path, accepted + late, 8000, 1)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame_sizes=st.lists(st.integers(1, 300), min_size=1, max_size=30))
+async def test_audio_not_on_disk_never_exceeds_flush_interval(
+    stall_writer: Callable[[], threading.Event], frame_sizes: list[int]
+) -> None:
+    """With the disk stalled, writes take flush_interval (or one longer frame), then wait."""
+    limit = 80 * 2  # flush_interval 0.01 s at 8000 Hz mono, in bytes
+    with tempfile.TemporaryDirectory() as d:
+        rec = await open_recorder(d, "bound", 8000, flush_interval=0.01)
+        stalled_writer = stall_writer()
+        taken: list[bytes] = []
+        try:
+            for i, size in enumerate(frame_sizes):
+                frame = tone(size, seed=i)
+                task = asyncio.create_task(rec.write_samples(frame, 8000))
+                if await _until_blocked(task):
+                    task.cancel()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+                    break
+                await task
+                taken.append(frame)
+            at_risk = sum(map(len, taken))
+            assert at_risk <= limit or len(taken) == 1
+        finally:
+            stalled_writer.set()
+        await rec.aclose()
+        assert_final_file(rec.path, b"".join(taken), 8000, 1, IN_PROCESS)
 
 
 async def test_cancelling_aclose_blocked_on_the_disk(
