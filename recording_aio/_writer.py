@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,6 +30,7 @@ T = TypeVar("T")
 _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if "SC_IOV_MAX" in os.sysconf_names else 16
 _BATCH = 64
 _BATCH_DELAY = 0.002
+_CHUNK_DELAY = 0.01
 
 
 class WriteTarget:
@@ -50,14 +52,23 @@ class ChunkWriter:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._chunks: deque[Callable[[], None]] = deque()
+        self._idle = False
         self._results: list[_Result] = []
         self._first_result_at = 0.0
         self.jobs_run = 0
         self._dirs_synced: dict[Path, int] = {}
 
     def submit(self, target: WriteTarget, frames: list[bytes], nbytes: int, offset: int) -> None:
-        """Queues `frames` (`nbytes` in all) to be written at `offset`; returns at once."""
-        self._put(partial(_write, target, frames, nbytes, offset))
+        """Queues `frames` (`nbytes` in all) to be written at `offset`; returns at once.
+
+        This does not wake the thread while it is busy or polling (see `_run`), so a thousand
+        recordings handing off chunks cost a hundred wake-ups a second, not thousands.
+        """
+        self._chunks.append(partial(_write, target, frames, nbytes, offset))
+        if self._idle or self._thread is None:
+            self._idle = False
+            self._put(_nothing)
 
     def close_when_written(self, target: WriteTarget) -> None:
         """Closes the target's descriptor after its queued chunks (for an abandoned recorder)."""
@@ -92,7 +103,20 @@ class ChunkWriter:
         self._queue.put(job)
 
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
+        """Runs queued calls, and every chunk handed off before each of them.
+
+        While chunks keep coming, the thread wakes every `_CHUNK_DELAY` to write them (or
+        earlier for a call); after a quiet period it sleeps until `submit` or `call` wakes it.
+        """
+        polling = False
+        while True:
+            try:
+                job = self._queue.get(timeout=_CHUNK_DELAY) if polling else self._wait_idle()
+            except queue.Empty:
+                job = _nothing
+            polling = self._write_chunks()
+            if job is None:
+                break
             job()
             self.jobs_run += 1
             if self._results and (
@@ -102,6 +126,23 @@ class ChunkWriter:
             ):
                 self._deliver()
         self._deliver()
+
+    def _wait_idle(self) -> Callable[[], None] | None:
+        self._idle = True
+        if self._chunks:  # handed off before the flag was set, so nobody woke us for it
+            self._idle = False
+            return _nothing
+        job = self._queue.get()
+        self._idle = False
+        return job
+
+    def _write_chunks(self) -> bool:
+        """Writes every chunk handed off so far; says whether there were any."""
+        if not self._chunks:
+            return False
+        while self._chunks:
+            self._chunks.popleft()()
+        return True
 
     def sync_directory(self, directory: Path, since: int) -> None:
         """Makes entries created in `directory` by job number `since` durable (writer thread).
@@ -140,6 +181,8 @@ class ChunkWriter:
 
     def _reset_after_fork(self) -> None:
         self._queue = queue.SimpleQueue()
+        self._chunks = deque()
+        self._idle = False
         self._thread = None
         self._lock = threading.Lock()
         self._results = []

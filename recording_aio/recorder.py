@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import secrets
 import warnings
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -83,13 +85,13 @@ class AsyncFileRecorder:
         "__weakref__",
         "_channels",
         "_chunk_bytes",
-        "_close_task",
+        "_closed",
         "_closing",
         "_flush_interval",
         "_frame_bytes",
         "_handed_at_tick",
         "_handed_bytes",
-        "_info",
+        "_handoff_bytes",
         "_limit_bytes",
         "_loop",
         "_path",
@@ -117,7 +119,12 @@ class AsyncFileRecorder:
         self._channels = channels
         self._frame_bytes = 2 * channels
         self._flush_interval = flush_interval
-        self._chunk_bytes = max(1, int(flush_interval * sample_rate) // 2) * self._frame_bytes
+        chunk_frames = max(1, int(flush_interval * sample_rate) // 2)
+        self._chunk_bytes = chunk_frames * self._frame_bytes
+        # The first chunk is shorter by a random amount, so recordings opened together hand
+        # their chunks to the writer spread over time, not all in the same few milliseconds.
+        first_chunk_frames = random.randint(chunk_frames // 2 + 1, chunk_frames)
+        self._handoff_bytes = first_chunk_frames * self._frame_bytes
         self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
         self._target = target
         self._pending: list[bytes] = []
@@ -129,8 +136,7 @@ class AsyncFileRecorder:
         self._timer = self._loop.call_later(flush_interval, _on_timer, weakref.ref(self))
         self._closing = False
         self._unusable = False
-        self._close_task: asyncio.Future[LocalFileInfo] | None = None
-        self._info: LocalFileInfo | None = None
+        self._closed: asyncio.Future[LocalFileInfo] | None = None
         self._update_room()
 
     @property
@@ -159,7 +165,10 @@ class AsyncFileRecorder:
     @property
     def info(self) -> LocalFileInfo | None:
         """The finished file's info once aclose() has completed, else None."""
-        return self._info
+        closed = self._closed
+        if closed is None or not closed.done() or closed.exception() is not None:
+            return None
+        return closed.result()
 
     async def write_samples(self, samples: Samples, sample_rate: int) -> None:
         """Appends 16-bit PCM frames; see `Samples` for the accepted kinds.
@@ -201,7 +210,7 @@ class AsyncFileRecorder:
             await self._wait_for_disk()
         self._pending.append(frame)
         self._pending_goal += len(frame)
-        if self._pending_bytes >= self._chunk_bytes and not self._unwritten_bytes:
+        if self._pending_bytes >= self._handoff_bytes and not self._unwritten_bytes:
             self._hand_off()
         self._update_room()
 
@@ -229,7 +238,7 @@ class AsyncFileRecorder:
             room = max(
                 -1,
                 min(
-                    self._chunk_bytes - 1 - pending,
+                    self._handoff_bytes - 1 - pending,
                     2 * self._chunk_bytes - self._unwritten_bytes - pending,
                     self._limit_bytes - self._handed_bytes - pending,
                 ),
@@ -269,6 +278,7 @@ class AsyncFileRecorder:
         if not nbytes:
             return
         frames, self._pending = self._pending, []
+        self._handoff_bytes = self._chunk_bytes
         WRITER.submit(self._target, frames, nbytes, wav.HEADER_SIZE + self._handed_bytes)
         self._handed_bytes += nbytes
         self._pending_goal -= nbytes
@@ -291,29 +301,26 @@ class AsyncFileRecorder:
         Finalisation runs shielded: cancelling the caller does not stop it, and a later call
         (or `async with` exit) returns the same info.
         """
-        if self._close_task is None:
+        if self._closed is None:
             self._closing = self._unusable = True
             self._update_room()
             self._timer.cancel()
-            self._close_task = asyncio.ensure_future(self._finalize())
-        return await asyncio.shield(self._close_task)
+            self._closed = self._finish()
+        return await asyncio.shield(self._closed)
 
-    async def _finalize(self) -> LocalFileInfo:
-        ended_at = datetime.now(UTC)
-        data_bytes = self._handed_bytes + self._pending_bytes
+    def _finish(self) -> asyncio.Future[LocalFileInfo]:
+        """Queues the last frames, the final header and the fsyncs; the future gives the info.
+
+        The info and header are made in the writer thread too: a thousand calls closing at
+        once then cost the event loop as little as possible.
+        """
         tail, self._pending = self._pending, []
-        try:
-            await WRITER.call(
-                _finish_file,
-                self._target,
-                self._path,
-                tail,
-                self._handed_bytes,
-                wav.build_header(self._sample_rate, self._channels, data_bytes),
-            )
-        finally:
-            self._target.fd = -1
-        info = LocalFileInfo(
+        self._pending_goal = self._room  # nothing pending any more
+        describe = partial(self._describe, datetime.now(UTC))
+        return WRITER.call(_finish_file, self._target, tail, self._handed_bytes, describe)
+
+    def _describe(self, ended_at: datetime, data_bytes: int) -> LocalFileInfo:
+        return LocalFileInfo(
             path=self._path,
             started_at=self._started_at,
             ended_at=ended_at,
@@ -323,8 +330,6 @@ class AsyncFileRecorder:
             num_frames=data_bytes // self._frame_bytes,
             size_bytes=wav.HEADER_SIZE + data_bytes,
         )
-        self._info = info
-        return info
 
     async def __aenter__(self) -> AsyncFileRecorder:
         return self
@@ -338,7 +343,7 @@ class AsyncFileRecorder:
         await self.aclose()
 
     def __del__(self) -> None:
-        if self._close_task is None and self._target.fd >= 0:
+        if self._closed is None:
             self._timer.cancel()
             self._hand_off()
             WRITER.close_when_written(self._target)
@@ -364,20 +369,26 @@ def _on_timer(recorder: weakref.ref[AsyncFileRecorder]) -> None:
 
 
 def _finish_file(
-    target: WriteTarget, path: Path, tail: list[bytes], offset: int, final_header: bytes
-) -> None:
-    """Writes the last frames and the final header, then makes file and directory durable."""
+    target: WriteTarget,
+    tail: list[bytes],
+    offset: int,
+    describe: Callable[[int], LocalFileInfo],
+) -> LocalFileInfo:
+    """Writes the last frames and the final header, makes file and directory durable."""
+    info = describe(offset + sum(map(len, tail)))
     fd = target.fd
     try:
         if target.error is None:
             write_frames(fd, tail, wav.HEADER_SIZE + offset)
         if target.error is not None:
             raise target.error
-        os.pwrite(fd, final_header, 0)
+        data_bytes = info.size_bytes - wav.HEADER_SIZE
+        os.pwrite(fd, wav.build_header(info.sample_rate, info.channels, data_bytes), 0)
         os.fsync(fd)
     finally:
         os.close(fd)
-    WRITER.sync_directory(path.parent, since=target.created_by_job)
+    WRITER.sync_directory(info.path.parent, since=target.created_by_job)
+    return info
 
 
 class _RecorderOpener:
@@ -435,13 +446,13 @@ def open_recorder(
         RecordingExistsError: (a FileExistsError) the file already exists.
     """
     _check_options(base, sample_rate, channels, flush_interval)
-    return _RecorderOpener(Path(directory), base, sample_rate, channels, float(flush_interval))
+    return _RecorderOpener(os.fspath(directory), base, sample_rate, channels, float(flush_interval))
 
 
 def _check_options(base: str, sample_rate: int, channels: int, flush_interval: float) -> None:
     if not isinstance(base, str) or not base or base in (".", ".."):
         raise ConfigurationError(f"base must be a non-empty file name, got {base!r}")
-    if any(c in base for c in "/\\\x00") or os.sep in base:
+    if "/" in base or "\\" in base or "\x00" in base or os.sep in base:
         raise ConfigurationError(f"base {base!r} must not contain path separators or NUL")
     for name, value in (("sample_rate", sample_rate), ("channels", channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -453,26 +464,30 @@ def _check_options(base: str, sample_rate: int, channels: int, flush_interval: f
 
 
 async def _open(
-    directory: Path, base: str, sample_rate: int, channels: int, flush_interval: float
+    directory: str, base: str, sample_rate: int, channels: int, flush_interval: float
 ) -> AsyncFileRecorder:
-    path = directory / f"{base}.wav"
-    header = wav.build_header(sample_rate, channels)
     started_at = datetime.now(UTC)
-    creating = WRITER.call(_create_file, directory, path, header)
+    creating = WRITER.call(_create_file, directory, base, sample_rate, channels)
     try:
-        target = await asyncio.shield(creating)
+        path, target = await asyncio.shield(creating)
     except asyncio.CancelledError:
-        creating.add_done_callback(_discard_if_created(path))
+        creating.add_done_callback(_discard_if_created)
         raise
     return AsyncFileRecorder(path, target, sample_rate, channels, flush_interval, started_at)
 
 
-def _create_file(directory: Path, path: Path, header: bytes) -> WriteTarget:
+def _create_file(
+    directory_name: str, base: str, sample_rate: int, channels: int
+) -> tuple[Path, WriteTarget]:
     """Creates the recording with its header already in it, never replacing a file.
 
     The header is written under a temporary name that is then hard-linked to the real one
-    (which fails if that exists), so a crash never leaves an empty `.wav` behind.
+    (which fails if that exists), so a crash never leaves an empty `.wav` behind. Runs in
+    the writer thread, path handling included, to keep bursts of opens light on the loop.
     """
+    directory = Path(directory_name)
+    path = directory / f"{base}.wav"
+    header = wav.build_header(sample_rate, channels)
     _make_private_dirs(directory)
     temp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
     flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -490,7 +505,7 @@ def _create_file(directory: Path, path: Path, header: bytes) -> WriteTarget:
         ) from exc
     finally:
         os.unlink(temp)
-    return WriteTarget(os.open(path, flags), created_by_job=WRITER.jobs_run)
+    return path, WriteTarget(os.open(path, flags), created_by_job=WRITER.jobs_run)
 
 
 def _make_private_dirs(directory: Path) -> None:
@@ -508,12 +523,9 @@ def _make_private_dirs(directory: Path) -> None:
         os.chmod(d, 0o700)
 
 
-def _discard_if_created(path: Path) -> Callable[[asyncio.Future[WriteTarget]], None]:
-    """A callback that undoes a file creation whose caller was cancelled meanwhile."""
-
-    def discard(creating: asyncio.Future[WriteTarget]) -> None:
-        if not creating.cancelled() and creating.exception() is None:
-            os.close(creating.result().fd)
-            os.unlink(path)
-
-    return discard
+def _discard_if_created(creating: asyncio.Future[tuple[Path, WriteTarget]]) -> None:
+    """Undoes a file creation whose caller was cancelled meanwhile."""
+    if not creating.cancelled() and creating.exception() is None:
+        path, target = creating.result()
+        os.close(target.fd)
+        os.unlink(path)

@@ -21,14 +21,17 @@ pytest_plugins = ["s3fixtures"]
 def stall_writer() -> Iterator[Callable[[], threading.Event]]:
     """Gives a function that holds the shared writer thread until the event it returns is set.
 
+    It returns once the thread is held, so nothing handed off later can be written.
+
     Every hold is released at teardown.
     """
     gates: list[threading.Event] = []
 
     def stall() -> threading.Event:
-        gate = threading.Event()
+        gate, holding = threading.Event(), threading.Event()
         gates.append(gate)
-        WRITER._put(partial(gate.wait, timeout=30))
+        WRITER._put(partial(_hold, holding, gate))
+        assert holding.wait(timeout=10), "the writer thread did not reach the stall"
         return gate
 
     try:
@@ -36,6 +39,11 @@ def stall_writer() -> Iterator[Callable[[], threading.Event]]:
     finally:
         for gate in gates:
             gate.set()
+
+
+def _hold(holding: threading.Event, gate: threading.Event) -> None:
+    holding.set()
+    gate.wait(timeout=30)
 
 
 @pytest.fixture(params=[0o000, 0o077], ids=["umask000", "umask077"])
