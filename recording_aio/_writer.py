@@ -1,10 +1,11 @@
 """One background thread that does every recorder's disk work, in order.
 
 A thread hop per frame costs more than the frame, and even a hop per recorder per flush adds
-up at hundreds of calls. So recorders hand whole chunks to this thread through a lock-free
-queue and go on: the event loop never waits on the disk. Writes use `os.pwrite` at explicit
-offsets, so a chunk can never land in the wrong place. Creating and finishing files also run
-here (`call`), after the chunks queued before them, and their results go back to the loop in
+up at hundreds of calls. So recorders hand whole chunks (lists of frames) to this thread and
+go on: the event loop never waits on the disk. While chunks flow, the thread collects them
+every 10 ms instead of being woken for each. Writes use `os.pwritev` at explicit offsets, so
+a chunk can never land in the wrong place. Creating and finishing files also run here
+(`call`), after the chunks handed off before them, and their results go back to the loop in
 batches: a thousand calls opening or closing at once wake the loop a few times, not a
 thousand, and keep its lag low.
 """

@@ -127,7 +127,9 @@ class AsyncFileRecorder:
         self._handoff_bytes = first_chunk_frames * self._frame_bytes
         self._limit_bytes = wav.MAX_DATA_BYTES - wav.MAX_DATA_BYTES % self._frame_bytes
         self._target = target
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # accepted frames not yet handed to the writer
+        # `write_samples` only counts `_room` down; the pending byte count is derived from it
+        # as `_pending_goal - _room` (see `_update_room`).
         self._room = self._pending_goal = 0
         self._handed_bytes = 0
         self._handed_at_tick = 0
