@@ -213,8 +213,9 @@ class AsyncFileRecorder:
         self._pending.append(frame)
         self._pending_goal += len(frame)
         if self._pending_bytes >= self._handoff_bytes and not self._unwritten_bytes:
-            self._hand_off()
-        self._update_room()
+            self._hand_off()  # which updates the room too
+        else:
+            self._update_room()
 
     @property
     def _pending_bytes(self) -> int:
@@ -377,14 +378,14 @@ def _finish_file(
     describe: Callable[[int], LocalFileInfo],
 ) -> LocalFileInfo:
     """Writes the last frames and the final header, makes file and directory durable."""
-    info = describe(offset + sum(map(len, tail)))
+    data_bytes = offset + sum(map(len, tail))
+    info = describe(data_bytes)
     fd = target.fd
     try:
         if target.error is None:
             write_frames(fd, tail, wav.HEADER_SIZE + offset)
         if target.error is not None:
             raise target.error
-        data_bytes = info.size_bytes - wav.HEADER_SIZE
         os.pwrite(fd, wav.build_header(info.sample_rate, info.channels, data_bytes), 0)
         os.fsync(fd)
     finally:
