@@ -123,28 +123,23 @@ def check(report: SoakReport) -> None:
     assert report.retries.get("damaged", 0) > 0, "no flipped bit was caught"
 
 
-async def test_soak_short(
+@pytest.mark.parametrize(
+    ("uploads", "seed"),
+    [
+        pytest.param(60, 20240601, id="short"),
+        pytest.param(1000, 1000, id="thousand", marks=pytest.mark.slow),
+    ],
+)
+async def test_soak(
+    uploads: int,
+    seed: int,
     tmp_path: Path,
     fault_proxy: FaultProxy,
     s3: BaseClient,
     bucket: str,
     record_property: Callable[[str, object], None],
 ) -> None:
-    """60 uploads through 30% faults: every object exact, every deleted file verified."""
-    report = await run_soak(60, 20240601, tmp_path, fault_proxy, s3, bucket)
-    record_property("soak", report.summary())
-    check(report)
-
-
-@pytest.mark.slow
-async def test_soak_thousand_uploads(
-    tmp_path: Path,
-    fault_proxy: FaultProxy,
-    s3: BaseClient,
-    bucket: str,
-    record_property: Callable[[str, object], None],
-) -> None:
-    """1000 uploads through 30% faults: every object exact, every deleted file verified."""
-    report = await run_soak(1000, 1000, tmp_path, fault_proxy, s3, bucket)
+    """Uploads through 30% faults: every object exact, every deleted file verified."""
+    report = await run_soak(uploads, seed, tmp_path, fault_proxy, s3, bucket)
     record_property("soak", report.summary())
     check(report)
