@@ -205,7 +205,8 @@ class RawAiohttpClient(Client):
 class RecordingAioClient(Client):
     """The uploader under test; it deletes each file once the store has confirmed it."""
 
-    name, slug = "recording_aio AsyncUploader", "recording_aio"
+    name, slug = "recording_aio AsyncUploader (MD5, any store)", "recording_aio"
+    checksum = "md5"
     _links = itertools.count()
 
     async def open(self, stack: contextlib.AsyncExitStack, target: Target) -> None:
@@ -218,6 +219,7 @@ class RecordingAioClient(Client):
             region_name=REGION,
             workers=target.concurrency,
             queue_size=256,
+            checksum=self.checksum,
         )
         self._up = await stack.enter_async_context(uploader)
 
@@ -232,6 +234,13 @@ class RecordingAioClient(Client):
         await handle
 
 
+class RecordingAioCrc32Client(RecordingAioClient):
+    """The uploader with the CRC32 that the store checks, as AWS S3 does."""
+
+    name, slug = "recording_aio AsyncUploader (CRC32, S3)", "recording_aio_crc32"
+    checksum = "crc32"
+
+
 CLIENTS: tuple[type[Client], ...] = (
     Boto3Client,
     Aioboto3Client,
@@ -239,6 +248,7 @@ CLIENTS: tuple[type[Client], ...] = (
     ObstoreClient,
     RawAiohttpClient,
     RecordingAioClient,
+    RecordingAioCrc32Client,
 )
 
 

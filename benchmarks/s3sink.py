@@ -4,7 +4,9 @@ It speaks just enough S3 over HTTP/1.1 keep-alive for the clients the benchmarks
 PutObject, the multipart calls, HeadObject, CreateBucket/HeadBucket, DeleteObject. It checks no
 signature and keeps only each object's size and ETag, never its bytes. Like a real store it
 computes the MD5 of every body it receives (after undoing `aws-chunked` framing), so clients that
-verify ETags are satisfied, and multipart ETags are `md5(part md5s)-N`.
+verify ETags are satisfied, and multipart ETags are `md5(part md5s)-N`. Like AWS S3, it checks an
+`x-amz-checksum-crc32` header against the body (400 BadDigest when they differ) and returns it,
+composite (`crc32(part crc32s)-N`) for a multipart upload created with that algorithm.
 
 It is a raw `asyncio.BufferedProtocol` that receives into one reused 1 MiB buffer and hashes
 straight from it, so the server costs about one MD5 pass per byte and does not hide client cost.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import re
@@ -24,6 +27,7 @@ import signal
 import subprocess
 import sys
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -57,14 +61,17 @@ class _Consumer(Protocol):
 
 
 class _Digest:
-    """Counts and MD5-hashes a payload without keeping it."""
+    """Counts and MD5-hashes a payload without keeping it, and CRC32s it when `crc32` is 0."""
 
-    def __init__(self) -> None:
+    def __init__(self, crc32: int | None) -> None:
         self.md5 = hashlib.md5()
         self.size = 0
+        self.crc32 = crc32
 
     def update(self, data: memoryview) -> None:
         self.md5.update(data)
+        if self.crc32 is not None:
+            self.crc32 = zlib.crc32(data, self.crc32)
         self.size += len(data)
 
 
@@ -153,13 +160,27 @@ class _HTTPError(Exception):
 class _Object:
     size: int
     etag: str
+    crc32: str | None = None
     last_modified: str = field(default_factory=lambda: formatdate(usegmt=True))
+
+
+@dataclass(slots=True)
+class _Part:
+    size: int
+    md5: bytes
+    crc32: bytes | None
+
+
+@dataclass(slots=True)
+class _Upload:
+    crc32: bool
+    parts: dict[int, _Part] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Store:
     objects: dict[str, _Object] = field(default_factory=dict)
-    uploads: dict[str, dict[int, tuple[int, bytes]]] = field(default_factory=dict)
+    uploads: dict[str, _Upload] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -201,16 +222,24 @@ def _handle(store: _Store, req: _Request, body: _Digest | _Collect) -> _Response
     upload_id = req.query.get("uploadId")
     if req.method == "PUT" and isinstance(body, _Digest):
         etag = f'"{body.md5.hexdigest()}"'
+        headers = {"ETag": etag}
+        crc32 = None if body.crc32 is None else body.crc32.to_bytes(4, "big")
+        if crc32 is not None:
+            headers["x-amz-checksum-crc32"] = _b64(crc32)
+            if headers["x-amz-checksum-crc32"] != req.headers["x-amz-checksum-crc32"]:
+                return _error(400, "BadDigest", "The CRC32 you specified did not match the body.")
         if upload_id is None:
-            store.objects[name] = _Object(body.size, etag)
+            store.objects[name] = _Object(body.size, etag, headers.get("x-amz-checksum-crc32"))
         elif upload_id in store.uploads:
-            store.uploads[upload_id][int(req.query["partNumber"])] = (body.size, body.md5.digest())
+            part = _Part(body.size, body.md5.digest(), crc32)
+            store.uploads[upload_id].parts[int(req.query["partNumber"])] = part
         else:
             return _error(404, "NoSuchUpload", upload_id)
-        return _Response(200, {"ETag": etag})
+        return _Response(200, headers)
     if req.method == "POST" and "uploads" in req.query:
         upload_id = uuid.uuid4().hex
-        store.uploads[upload_id] = {}
+        crc32 = req.headers.get("x-amz-checksum-algorithm", "").upper() == "CRC32"
+        store.uploads[upload_id] = _Upload(crc32)
         return _xml(
             200, "InitiateMultipartUploadResult", Bucket=req.bucket, Key=req.key, UploadId=upload_id
         )
@@ -226,23 +255,24 @@ def _handle(store: _Store, req: _Request, body: _Digest | _Collect) -> _Response
         obj = store.objects.get(name)
         if obj is None:
             return _Response(404, {"Content-Length": "0"})
-        return _Response(
-            200,
-            {
-                "Content-Length": str(obj.size),
-                "ETag": obj.etag,
-                "Last-Modified": obj.last_modified,
-                "Content-Type": "application/octet-stream",
-            },
-        )
+        headers = {
+            "Content-Length": str(obj.size),
+            "ETag": obj.etag,
+            "Last-Modified": obj.last_modified,
+            "Content-Type": "application/octet-stream",
+        }
+        if obj.crc32 and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers["x-amz-checksum-crc32"] = obj.crc32
+        return _Response(200, headers)
     return _error(501, "NotImplemented", f"{req.method} {sorted(req.query)}")
 
 
 def _complete(store: _Store, req: _Request, name: str, upload_id: str, xml: bytes) -> _Response:
     """CompleteMultipartUpload: the listed parts, in order, with their ETags checked."""
-    parts = store.uploads.get(upload_id)
-    if parts is None:
+    upload = store.uploads.get(upload_id)
+    if upload is None:
         return _error(404, "NoSuchUpload", upload_id)
+    parts = upload.parts
     listed: list[tuple[int, str]] = []
     for part in _PART_RE.findall(xml):
         number_match, etag_match = _PART_NUMBER_RE.search(part), _ETAG_RE.search(part)
@@ -252,15 +282,20 @@ def _complete(store: _Store, req: _Request, name: str, upload_id: str, xml: byte
         listed.append((int(number_match[1]), part_etag))
     if not listed:
         return _error(400, "MalformedXML", "no parts listed")
-    digests, size = [], 0
+    digests, crc32s, size = [], [], 0
     for number, part_etag in listed:
-        if number not in parts or parts[number][1].hex() != part_etag:
+        if number not in parts or parts[number].md5.hex() != part_etag:
             return _error(400, "InvalidPart", f"part {number}")
-        size += parts[number][0]
-        digests.append(parts[number][1])
+        size += parts[number].size
+        digests.append(parts[number].md5)
+        crc32s.append(parts[number].crc32 or b"")
     del store.uploads[upload_id]
     etag = f'"{hashlib.md5(b"".join(digests)).hexdigest()}-{len(digests)}"'
-    store.objects[name] = _Object(size, etag)
+    checksum = {}
+    if upload.crc32:
+        composite = zlib.crc32(b"".join(crc32s)).to_bytes(4, "big")
+        checksum["ChecksumCRC32"] = f"{_b64(composite)}-{len(crc32s)}"
+    store.objects[name] = _Object(size, etag, checksum.get("ChecksumCRC32"))
     return _xml(
         200,
         "CompleteMultipartUploadResult",
@@ -268,7 +303,12 @@ def _complete(store: _Store, req: _Request, name: str, upload_id: str, xml: byte
         Bucket=req.bucket,
         Key=req.key,
         ETag=etag,
+        **checksum,
     )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -336,7 +376,8 @@ class _Connection(asyncio.BufferedProtocol):
             headers,
         )
         self._close_after = version == "HTTP/1.0" or headers.get("connection", "") == "close"
-        self._payload = _Digest() if self._request.method == "PUT" else _Collect()
+        crc32 = 0 if "x-amz-checksum-crc32" in headers else None
+        self._payload = _Digest(crc32) if self._request.method == "PUT" else _Collect()
         self._sink = self._payload
         if "aws-chunked" in headers.get("content-encoding", "") or headers.get(
             "x-amz-content-sha256", ""

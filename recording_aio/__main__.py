@@ -35,6 +35,7 @@ from . import (
     read_wav_info,
     repair_wav,
 )
+from .checksums import CHECKSUM_MODES
 
 if TYPE_CHECKING:
     from .uploader import AsyncUploader
@@ -429,6 +430,7 @@ def uploader_from(args: argparse.Namespace) -> AsyncUploader:
         "workers": args.workers,
         "queue_size": args.workers,
         "max_retries": args.max_retries,
+        "checksum": args.checksum,
         "endpoint_url": args.endpoint_url,
         "region_name": args.region,
         "spool_dir": args.spool,
@@ -624,6 +626,14 @@ def store_options() -> argparse.ArgumentParser:
         default=3,
         metavar="N",
         help="retries per request on throttling, 5xx and connection errors (default: %(default)s)",
+    )
+    group.add_argument(
+        "--checksum",
+        choices=CHECKSUM_MODES,
+        default="auto",
+        help="how the store proves it holds a file before it is deleted: md5 (its ETag, any "
+        "store), crc32 (a checksum the store must check, as AWS S3 does), auto (crc32 on AWS "
+        "S3, md5 elsewhere; the default)",
     )
     return parent
 

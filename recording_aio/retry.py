@@ -54,6 +54,10 @@ class ChecksumMismatchError(Exception):
     """The store's answer does not prove it holds our bytes; the upload must be redone."""
 
 
+class UnverifiableUploadError(Exception):
+    """The store's answer lacks the checksum to compare, and will lack it on every retry."""
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A classified failure: whether to retry, and a low-cardinality reason for metrics."""
@@ -87,6 +91,8 @@ def classify(exc: BaseException) -> Failure:
         return _classify_client_error(exc)
     if isinstance(exc, ChecksumMismatchError):
         return Failure(True, "damaged")
+    if isinstance(exc, UnverifiableUploadError):
+        return Failure(False, "unverified")
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
         return Failure(True, "timeout")
     # EndpointConnectionError is botocore's, not the builtin ConnectionError: aiobotocore raises

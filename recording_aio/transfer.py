@@ -1,18 +1,14 @@
 """Putting one file in the store, verified: single PUT or multipart, with retries per request.
 
 Knows nothing of queues or spools. The store must prove it holds our bytes before the
-caller may delete the file: the ETag of a plain PUT is the MD5 of what the store received,
-and a multipart ETag is the MD5 of the parts' MD5s, so we compare both with our own
-(neither moto nor most S3-compatible stores check a sent checksum themselves). Where the
-ETag is not an MD5 (SSE-KMS, SSE-C), the store has already checked the Content-MD5 we send,
-and we confirm the size with a HEAD. Hashing and file reads run in threads.
+caller may delete the file: every answer is compared with our own checksum (`checksums.py`
+says which). Where the answer holds none to compare, a HEAD confirms the size and, where the
+store returns one, the checksum. Hashing and file reads run in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import math
 import os
@@ -25,6 +21,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 
 from ._body import MemoryBody
+from .checksums import Checksum
 from .jobs import RecordingJob
 from .retry import ChecksumMismatchError, RetryPolicy, classify
 
@@ -77,6 +74,7 @@ class TransferSettings:
     multipart_threshold: int
     part_size: int
     part_concurrency: int
+    checksum: Checksum
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +112,7 @@ class Transfer:
         self._on_retry = on_retry
         self._on_upload_id = on_upload_id
         self._retries = 0
+        self._checksum = settings.checksum
         self._object_args: dict[str, Any] = {
             "Bucket": job.bucket,
             "Key": job.key,
@@ -125,21 +124,21 @@ class Transfer:
     async def run(self) -> Transferred:
         """Uploads and verifies, or raises TransferError (or CancelledError)."""
         try:
-            size, data, md5 = await asyncio.to_thread(
-                _read_small, self._job.local_path, self._settings.multipart_threshold
+            size, data, digest = await asyncio.to_thread(
+                self._read_small, self._job.local_path, self._settings.multipart_threshold
             )
         except OSError as exc:
             raise self._failure(exc) from exc
         if data is None:
             return await self._multipart(size)
-        return await self._single(data, md5)
+        return await self._single(data, digest)
 
-    async def _single(self, data: bytes, md5: bytes) -> Transferred:
+    async def _single(self, data: bytes, digest: bytes) -> Transferred:
         async def put() -> dict[str, Any]:
             response: dict[str, Any] = await self._client.put_object(
-                Body=MemoryBody(data), ContentMD5=_b64(md5), **self._object_args
+                Body=MemoryBody(data), **self._checksum.body_args(digest), **self._object_args
             )
-            await self._verify(response, md5.hex(), len(data))
+            await self._verify(response, self._checksum.expected(digest), len(data))
             return response
 
         response = await self._with_retries("PutObject", put)
@@ -157,7 +156,9 @@ class Transfer:
         retries_before = self._retries
         created = await self._with_retries(
             "CreateMultipartUpload",
-            lambda: self._client.create_multipart_upload(**self._object_args),
+            lambda: self._client.create_multipart_upload(
+                **self._checksum.create_args(), **self._object_args
+            ),
         )
         upload_id: str = created["UploadId"]
         ids = {"Bucket": self._job.bucket, "Key": self._job.key, "UploadId": upload_id}
@@ -166,9 +167,8 @@ class Transfer:
             if self._retries > retries_before:
                 # A failed attempt (a timeout, say) may have created an upload all the same.
                 await self.abort_unrecorded(keep=upload_id)
-            digests = await self._upload_parts(ids, size, part_size, count)
-            parts = [{"ETag": f'"{d.hex()}"', "PartNumber": n + 1} for n, d in enumerate(digests)]
-            expected = hashlib.md5(b"".join(digests)).hexdigest() + f"-{count}"
+            digests, parts = await self._upload_parts(ids, size, part_size, count)
+            expected = self._checksum.expected_whole(digests)
 
             async def complete() -> dict[str, Any]:
                 response: dict[str, Any] = await self._client.complete_multipart_upload(
@@ -195,30 +195,39 @@ class Transfer:
 
     async def _upload_parts(
         self, ids: dict[str, str], size: int, part_size: int, count: int
-    ) -> list[bytes]:
+    ) -> tuple[list[bytes], list[dict[str, Any]]]:
         """Uploads the parts, `part_concurrency` at once, each read from disk when its turn comes.
 
-        At most `part_concurrency` parts are in memory, whatever the file size.
+        At most `part_concurrency` parts are in memory, whatever the file size. Returns the
+        parts' digests and their entries for CompleteMultipartUpload.
         """
         digests: list[bytes] = [b""] * count
+        parts: list[dict[str, Any]] = [{}] * count
         numbers: Iterator[int] = iter(range(count))
         fd = await asyncio.to_thread(os.open, self._job.local_path, os.O_RDONLY | os.O_CLOEXEC)
 
         async def lane() -> None:
             for n in numbers:
                 offset = n * part_size
-                data, md5 = await asyncio.to_thread(
-                    _read_range, fd, offset, min(part_size, size - offset)
+                data, digest = await asyncio.to_thread(
+                    self._read_range, fd, offset, min(part_size, size - offset)
                 )
 
-                async def put_part(data: bytes = data, md5: bytes = md5, n: int = n) -> None:
-                    response = await self._client.upload_part(
-                        Body=MemoryBody(data), ContentMD5=_b64(md5), PartNumber=n + 1, **ids
+                async def put_part(
+                    data: bytes = data, digest: bytes = digest, n: int = n
+                ) -> dict[str, Any]:
+                    response: dict[str, Any] = await self._client.upload_part(
+                        Body=MemoryBody(data),
+                        PartNumber=n + 1,
+                        **self._checksum.body_args(digest),
+                        **ids,
                     )
-                    await self._verify(response, md5.hex(), None)
+                    await self._verify(response, self._checksum.expected(digest), None)
+                    return response
 
-                await self._with_retries("UploadPart", put_part)
-                digests[n] = md5
+                response = await self._with_retries("UploadPart", put_part)
+                digests[n] = digest
+                parts[n] = self._checksum.completed_part(n + 1, digest, response)
 
         try:
             lanes = [asyncio.ensure_future(lane()) for _ in range(self._settings.part_concurrency)]
@@ -231,7 +240,22 @@ class Transfer:
                 raise
         finally:
             os.close(fd)
-        return digests
+        return digests, parts
+
+    def _read_small(self, path: Path, threshold: int) -> tuple[int, bytes | None, bytes]:
+        """The file's size and, below `threshold`, its bytes and digest: one thread hop."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size >= threshold:
+                return size, None, b""
+            data = f.read()
+        return len(data), data, self._checksum.digest(data)
+
+    def _read_range(self, fd: int, offset: int, length: int) -> tuple[bytes, bytes]:
+        data = os.pread(fd, length, offset)
+        if len(data) != length:
+            raise OSError(f"file shrank while uploading: read {len(data)} of {length} bytes")
+        return data, self._checksum.digest(data)
 
     async def abort_stale(self, upload_id: str) -> None:
         """Aborts a multipart upload of this job that an earlier run left open.
@@ -316,23 +340,28 @@ class Transfer:
         else:
             await self._on_upload_id(None)
 
-    async def _verify(self, response: dict[str, Any], expected_etag: str, size: int | None) -> None:
-        """Raises ChecksumMismatchError unless the response proves the store has our bytes."""
-        etag = _etag(response)
-        encrypted = str(response.get("ServerSideEncryption", "")).startswith("aws:kms")
-        if not encrypted and "SSECustomerAlgorithm" not in response:
-            if etag != expected_etag:
-                raise ChecksumMismatchError(
-                    f"store reports ETag {etag!r}, expected {expected_etag!r}: the body was "
-                    "damaged on the way"
-                )
-            return
-        if size is not None:
-            head = await self._client.head_object(Bucket=self._job.bucket, Key=self._job.key)
+    async def _verify(self, response: dict[str, Any], expected: str, size: int | None) -> None:
+        """Raises unless the store's answer proves it holds the bytes whose checksum we expect.
+
+        `size` is the object's size for a whole object, None for a part.
+        """
+        returned = self._checksum.returned(response)
+        if returned is None and size is not None:
+            head = await self._client.head_object(
+                Bucket=self._job.bucket, Key=self._job.key, **self._checksum.head_args()
+            )
             if head.get("ContentLength") != size:
                 raise ChecksumMismatchError(
                     f"store holds {head.get('ContentLength')} bytes, expected {size}"
                 )
+            returned = self._checksum.returned(head)
+        if returned is None:
+            self._checksum.without_returned()
+        elif not self._checksum.same(returned, expected):
+            raise ChecksumMismatchError(
+                f"store reports {returned!r}, expected {expected!r}: the body was damaged on "
+                "the way"
+            )
 
     async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         retry = 0
@@ -363,27 +392,6 @@ def _part_size(size: int, wanted: int) -> int:
     """The part size to use: at least `wanted` and 5 MiB, and few enough parts for S3."""
     needed = math.ceil(size / MAX_PARTS)
     return max(wanted, MIN_PART_SIZE, math.ceil(needed / MiB) * MiB)
-
-
-def _read_small(path: Path, threshold: int) -> tuple[int, bytes | None, bytes]:
-    """The file's size and, below `threshold`, its bytes and MD5: one thread hop for both."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size >= threshold:
-            return size, None, b""
-        data = f.read()
-    return len(data), data, hashlib.md5(data).digest()
-
-
-def _read_range(fd: int, offset: int, length: int) -> tuple[bytes, bytes]:
-    data = os.pread(fd, length, offset)
-    if len(data) != length:
-        raise OSError(f"file shrank while uploading: read {len(data)} of {length} bytes")
-    return data, hashlib.md5(data).digest()
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
 
 
 def _etag(response: dict[str, Any]) -> str:

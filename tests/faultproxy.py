@@ -1,8 +1,10 @@
 """A fault-injecting HTTP reverse proxy to put between an S3 client and moto's server.
 
 The proxy forwards requests unchanged unless a rule picks a `Fault` for a request: then it
-answers with an S3 error, resets the connection mid-body, stalls, flips a bit of the body or
-corrupts the returned ETag. It runs in its own thread with its own event loop, so sync tests,
+answers with an S3 error, resets the connection mid-body, stalls, flips a bit of the body,
+corrupts the returned ETag or checksum, or drops the checksum. With `checks_crc32` set it also
+checks an `x-amz-checksum-crc32` against the body it forwards, as AWS S3 does and moto does not
+(400 BadDigest when they differ). It runs in its own thread with its own event loop, so sync tests,
 async tests and child processes can all talk to it over real HTTP::
 
     with FaultProxy(moto_url) as proxy:
@@ -14,13 +16,16 @@ async tests and child processes can all talk to it over real HTTP::
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import ipaddress
 import random
+import re
 import socket
 import struct
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -45,7 +50,9 @@ S3Op = Literal[
     "CreateBucket",
     "Other",
 ]
-FaultKind = Literal["error", "reset", "stall", "flip_bit", "bad_etag"]
+FaultKind = Literal[
+    "error", "reset", "stall", "flip_bit", "bad_etag", "bad_checksum", "no_checksum"
+]
 Outcome = Literal["forwarded", FaultKind]
 
 _MAX_BODY = 1 << 34  # request bodies are buffered whole; S3 allows 5 GiB per request
@@ -133,6 +140,18 @@ class Fault:
         """Forward the request, then replace the ETag response header with a wrong one."""
         return cls("bad_etag")
 
+    @classmethod
+    def bad_checksum(cls) -> Fault:
+        """Forward the request, then make the `x-amz-checksum-*` headers and the `Checksum*`
+        elements of the answer wrong (a multipart "-N" suffix is kept)."""
+        return cls("bad_checksum")
+
+    @classmethod
+    def no_checksum(cls) -> Fault:
+        """Forward the request, then drop the answer's checksums, as a store without
+        checksum support would."""
+        return cls("no_checksum")
+
 
 INTERNAL_ERROR = Fault.error(500, "InternalError", "We encountered an internal error.")
 SLOW_DOWN = Fault.error(503, "SlowDown", "Please reduce your request rate.")
@@ -214,8 +233,9 @@ class FaultProxy:
     (both also through `with`). Every request is logged in `requests`.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, checks_crc32: bool = False) -> None:
         self.upstream = upstream.rstrip("/")
+        self.checks_crc32 = checks_crc32
         self._lock = threading.RLock()  # rules run under it, and may read the log
         self._rule: Rule | None = None
         self._log: dict[int, LoggedRequest] = {}
@@ -371,12 +391,16 @@ class FaultProxy:
             return await self._forward(seq, request, body)
         if fault.kind == "flip_bit":
             return await self._forward(seq, request, _flip_bit(body, fault.bit))
-        return await self._forward(seq, request, body, corrupt_etag=True)
+        return await self._forward(seq, request, body, tamper=fault.kind)
 
     async def _forward(
-        self, seq: int, request: web.Request, body: bytes, *, corrupt_etag: bool = False
+        self, seq: int, request: web.Request, body: bytes, *, tamper: FaultKind | None = None
     ) -> web.Response:
         assert self._session is not None
+        sent_crc32 = request.headers.get("x-amz-checksum-crc32")
+        if self.checks_crc32 and sent_crc32 is not None and sent_crc32 != _crc32(body):
+            self._set_status(seq, 400)
+            return _error_response(400, "BadDigest", "The CRC32 you specified did not match.")
         url = URL(self.upstream + request.raw_path, encoded=True)
         try:
             async with self._session.request(
@@ -394,8 +418,10 @@ class FaultProxy:
         headers = _end_to_end(upstream.headers, also_drop={"content-length"})
         if request.method == hdrs.METH_HEAD and hdrs.CONTENT_LENGTH in upstream.headers:
             headers[hdrs.CONTENT_LENGTH] = upstream.headers[hdrs.CONTENT_LENGTH]
-        if corrupt_etag and hdrs.ETAG in headers:
+        if tamper == "bad_etag" and hdrs.ETAG in headers:
             headers[hdrs.ETAG] = _corrupt_etag(headers[hdrs.ETAG])
+        if tamper in ("bad_checksum", "no_checksum"):
+            headers, payload = _tamper_checksums(headers, payload, drop=tamper == "no_checksum")
         self._set_status(seq, upstream.status)
         return web.Response(
             status=upstream.status, reason=upstream.reason, headers=headers, body=payload
@@ -507,6 +533,41 @@ def _flip_bit(body: bytes, bit: int | None) -> bytes:
     damaged = bytearray(body)
     damaged[index // 8] ^= 1 << (index % 8)
     return bytes(damaged)
+
+
+def _crc32(body: bytes) -> str:
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode("ascii")
+
+
+_CHECKSUM_ELEMENT = re.compile(rb"<(Checksum(?:CRC32C?|CRC64NVME|SHA1|SHA256))>([^<]*)</\1>")
+
+
+def _tamper_checksums(
+    headers: CIMultiDict[str], payload: bytes, *, drop: bool
+) -> tuple[CIMultiDict[str], bytes]:
+    """The answer with its checksums (headers and XML elements) dropped or made wrong."""
+    tampered: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower().startswith("x-amz-checksum-") and name.lower() != "x-amz-checksum-type":
+            if drop:
+                continue
+            value = _wrong_checksum(value)
+        tampered.add(name, value)
+
+    def element(match: re.Match[bytes]) -> bytes:
+        if drop:
+            return b""
+        wrong = _wrong_checksum(match[2].decode()).encode()
+        return b"<%s>%s</%s>" % (match[1], wrong, match[1])
+
+    return tampered, _CHECKSUM_ELEMENT.sub(element, payload)
+
+
+def _wrong_checksum(value: str) -> str:
+    """A well-formed base64 checksum that differs from `value`, keeping a "-N" suffix."""
+    digest, dash, parts = value.partition("-")
+    wrong = base64.b64encode(hashlib.md5(digest.encode()).digest()[:4]).decode("ascii")
+    return f"{wrong}{dash}{parts}"
 
 
 def _corrupt_etag(etag: str) -> str:

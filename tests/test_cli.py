@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
+from faultproxy import FaultProxy
 from prometheus_client import CollectorRegistry
 
 from recording_aio import (
@@ -302,6 +303,26 @@ def test_upload_backlog(tmp_path: Path, s3_endpoint: str, s3: BaseClient, bucket
         assert stored(s3, bucket, key) == data
         assert not path.exists()
     assert {f["key"] for f in doc["files"]} == {f"prod/eu/2024/05/01/{p.name}" for p in paths}
+
+
+@pytest.mark.parametrize(
+    ("mode", "header"), [("md5", "Content-MD5"), ("crc32", "x-amz-checksum-crc32")]
+)
+def test_upload_checksum_option(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str, mode: str, header: str
+) -> None:
+    """--checksum picks what each PutObject carries for the store to check."""
+    [path] = backlog(tmp_path / "rec", 1)
+    data = path.read_bytes()
+    result = run(
+        "upload", "--bucket", bucket, "--endpoint-url", fault_proxy.url, "--checksum", mode, path
+    )
+    assert result.returncode == 0, result.stderr
+    [put] = [r for r in fault_proxy.requests if r.info.op == "PutObject"]
+    assert header in put.info.headers
+    [other] = {"Content-MD5", "x-amz-checksum-crc32"} - {header}
+    assert other not in put.info.headers
+    assert stored(s3, bucket, f"recordings/2024/05/01/{path.name}") == data
 
 
 def test_upload_text_report_and_default_prefix(
