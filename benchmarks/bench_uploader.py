@@ -8,7 +8,9 @@ to one store (the `s3sink.py` process by default, or moto's server), with each c
 - aiobotocore `put_object` of the file's bytes (read in a thread);
 - obstore `put_async` of the file's path (Rust, path-style requests);
 - a raw aiohttp PUT of the file's bytes, unsigned: the floor for a Python asyncio client;
-- `recording_aio.AsyncUploader` (8 workers; each upload gets a hard link, as it deletes the file).
+- `recording_aio.AsyncUploader` (8 workers; each upload gets a hard link, as it deletes the file),
+  twice: with `checksum="md5"`, what it uses on S3-compatible stores, and `checksum="crc32"`,
+  what it uses on AWS S3 (which checks that checksum, as the sink does).
 
 Every client is opened once and warmed up with one upload. Throughput is the **median** of
 `--repeats` timed runs, taken in turns across the clients so that drift on a shared machine

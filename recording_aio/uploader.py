@@ -90,7 +90,7 @@ class AsyncUploader:
         endpoint_url, region_name: the store; for S3-compatible stores give endpoint_url
             (path-style addressing is then the default).
         client_config: a botocore `Config` merged over the uploader's defaults, e.g.
-            `Config(read_timeout=10, request_checksum_calculation="when_supported")`.
+            `Config(read_timeout=10, max_pool_connections=50)`.
         session: an aiobotocore session (credentials and region from it).
         client: a ready S3 client; the caller owns its lifetime. Configure it with
             `retries={"total_max_attempts": 1}` or attempts multiply.
@@ -651,10 +651,9 @@ def client_config(user: Config | None, endpoint_url: str | None, connections: in
     """The botocore Config the uploader's own client uses, with the caller's merged over it.
 
     Retries stay ours (one HTTP attempt per botocore call). Payload signing is off and
-    checksums are computed only when an operation requires one, because we send a Content-MD5
-    we hashed off the event loop; botocore's defaults would hash the body on the loop, and its
-    >= 1.36 default checksums break several S3-compatible stores. Pass
-    `Config(request_checksum_calculation="when_supported")` to get them back.
+    botocore computes checksums only when an operation requires one, because we send our own,
+    hashed off the event loop; botocore's defaults would hash the body on the loop, and its
+    >= 1.36 default checksums break several S3-compatible stores.
     """
     s3: dict[str, Any] = {"payload_signing_enabled": False}
     if endpoint_url is not None:

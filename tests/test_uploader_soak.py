@@ -2,8 +2,9 @@
 
 The proxy answers 500/503/400-RequestTimeout, resets connections mid-body and flips bits of
 bodies the store then keeps with a 200. Every job must end with the store holding exactly the
-file's bytes, and no file may be deleted unless the store holds them. The short run is part of
-the default suite; the 1000-upload run is marked slow.
+file's bytes, and no file may be deleted unless the store holds them. Each runs with the MD5
+check and with the CRC32 one, for which the proxy checks the sent CRC32 as AWS S3 does. The
+short runs are part of the default suite; the 1000-upload runs are marked slow.
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ class SoakReport:
 
 
 async def run_soak(
-    count: int, seed: int, directory: Path, proxy: FaultProxy, s3: BaseClient, bucket: str
+    count: int,
+    seed: int,
+    checksum: str,
+    directory: Path,
+    proxy: FaultProxy,
+    s3: BaseClient,
+    bucket: str,
 ) -> SoakReport:
     """Uploads `count` random files of 1 to 48 KiB through faults seeded with `seed`."""
     rng = random.Random(seed)
@@ -72,11 +79,12 @@ async def run_soak(
         for i in range(count)
     ]
     proxy.set_rule(random_faults(FAULT_RATE, SOAK_FAULTS, seed, op="PutObject"))
+    proxy.checks_crc32 = checksum == "crc32"
     registry = CollectorRegistry()
     report = SoakReport(uploads=count)
     started = time.monotonic()
     async with new_uploader(
-        proxy.url, registry, workers=8, queue_size=32, max_retries=MAX_RETRIES
+        proxy.url, registry, workers=8, queue_size=32, max_retries=MAX_RETRIES, checksum=checksum
     ) as up:
         handles = [await up.enqueue(f.job(bucket)) for f in files]
         outcomes = await asyncio.gather(*handles, return_exceptions=True)
@@ -123,6 +131,7 @@ def check(report: SoakReport) -> None:
     assert report.retries.get("damaged", 0) > 0, "no flipped bit was caught"
 
 
+@pytest.mark.parametrize("checksum", ["md5", "crc32"])
 @pytest.mark.parametrize(
     ("uploads", "seed"),
     [
@@ -133,6 +142,7 @@ def check(report: SoakReport) -> None:
 async def test_soak(
     uploads: int,
     seed: int,
+    checksum: str,
     tmp_path: Path,
     fault_proxy: FaultProxy,
     s3: BaseClient,
@@ -140,6 +150,6 @@ async def test_soak(
     record_property: Callable[[str, object], None],
 ) -> None:
     """Uploads through 30% faults: every object exact, every deleted file verified."""
-    report = await run_soak(uploads, seed, tmp_path, fault_proxy, s3, bucket)
+    report = await run_soak(uploads, seed, checksum, tmp_path, fault_proxy, s3, bucket)
     record_property("soak", report.summary())
     check(report)
