@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 import pytest
+from prometheus_client import CollectorRegistry
+from uploads import Metrics
 
 from recording_aio._writer import WRITER
 
@@ -54,3 +56,15 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
         yield request.param
     finally:
         os.umask(previous)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A registry of the test's own, so metric values start from zero."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def metrics(registry: CollectorRegistry) -> Metrics:
+    """The samples of the uploader named "default" in the test's registry."""
+    return Metrics(registry)

@@ -45,16 +45,6 @@ def outcomes(proxy: FaultProxy, op: S3Op) -> list[tuple[str, int | None]]:
     return [(r.outcome, r.status) for r in proxy.requests if r.info.op == op]
 
 
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> Metrics:
-    return Metrics(registry)
-
-
 @pytest.mark.parametrize(
     ("endpoint", "mode"),
     [

@@ -60,18 +60,6 @@ from recording_aio import (
 )
 
 
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    """A registry of the test's own, so metric values start from zero."""
-    return CollectorRegistry()
-
-
-@pytest.fixture
-def metrics(registry: CollectorRegistry) -> Metrics:
-    """The samples of the uploader named "default" in the test's registry."""
-    return Metrics(registry)
-
-
 def put_outcomes(proxy: FaultProxy) -> list[tuple[str, int | None]]:
     """(outcome, status) of every PutObject the proxy saw, in order."""
     return [(r.outcome, r.status) for r in proxy.requests if r.info.op == "PutObject"]
