@@ -1,8 +1,8 @@
 """How an upload proves that the store holds our bytes, before the local file is deleted.
 
-- `"md5"` works with any store: the ETag of a plain PUT is the MD5 of what the
-  store received, and a multipart ETag is the MD5 of the parts' MD5s, so we compare both with
-  our own. It costs an MD5 pass over every byte (about 1.7 ms per MiB).
+- `"md5"` works with any store: the ETag of a plain PUT is the MD5 of what the store
+  received, and a multipart ETag is the MD5 of the parts' MD5s, so we compare both with our
+  own. It costs an MD5 pass over every byte (about 1.7 ms per MiB).
 - `"crc32"` sends an `x-amz-checksum-crc32` with every body and compares the checksum the store
   answers with. AWS S3 computes it from what it received and rejects a body that does not
   match, so the proof is the store's check; CRC32 costs about a seventh of MD5. A store that

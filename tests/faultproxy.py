@@ -2,10 +2,10 @@
 
 The proxy forwards requests unchanged unless a rule picks a `Fault` for a request: then it
 answers with an S3 error, resets the connection mid-body, stalls, flips a bit of the body,
-corrupts the returned ETag or checksum, or drops the checksum. With `checks_crc32` set it also
-checks an `x-amz-checksum-crc32` against the body it forwards, as AWS S3 does and moto does not
-(400 BadDigest when they differ). It runs in its own thread with its own event loop, so sync tests,
-async tests and child processes can all talk to it over real HTTP::
+corrupts the returned ETag or checksum, or drops the checksum. With `checks_crc32` set it
+also checks an `x-amz-checksum-crc32` against the body it forwards, as AWS S3 does and moto
+does not (400 BadDigest when they differ). It runs in its own thread with its own event loop,
+so sync tests, async tests and child processes can all talk to it over real HTTP::
 
     with FaultProxy(moto_url) as proxy:
         proxy.set_rule(fail_first(2, SLOW_DOWN, op="PutObject"))
