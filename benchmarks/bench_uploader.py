@@ -42,17 +42,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import aioboto3
 import aiobotocore.session
 import aiohttp
-import boto3
-import obstore
 from _common import LoopLagMonitor, cpu_time, print_table
-from obstore.store import S3Store
 from s3sink import running_sink, serving
 
 MIB = 1 << 20
@@ -134,6 +130,8 @@ class Boto3Client(Client):
     name, slug = "boto3 upload_file (in threads)", "boto3"
 
     async def open(self, stack: contextlib.AsyncExitStack, target: Target) -> None:
+        import boto3
+
         self._bucket = target.bucket
         self._s3 = boto3.client("s3", **_botocore_kwargs(target))
         stack.callback(self._s3.close)
@@ -148,6 +146,8 @@ class Aioboto3Client(Client):
     name, slug = "aioboto3 upload_file", "aioboto3"
 
     async def open(self, stack: contextlib.AsyncExitStack, target: Target) -> None:
+        import aioboto3
+
         self._bucket = target.bucket
         client = aioboto3.Session().client("s3", **_botocore_kwargs(target))
         self._s3 = await stack.enter_async_context(client)
@@ -173,6 +173,8 @@ class ObstoreClient(Client):
     name, slug = "obstore put_async", "obstore"
 
     async def open(self, stack: contextlib.AsyncExitStack, target: Target) -> None:
+        from obstore.store import S3Store
+
         self._store = S3Store(
             target.bucket,
             endpoint=target.url,
@@ -184,6 +186,8 @@ class ObstoreClient(Client):
         )
 
     async def upload(self, path: Path, key: str) -> None:
+        import obstore
+
         await obstore.put_async(self._store, key, path)
 
 
@@ -457,6 +461,13 @@ def _write_files(directory: Path, sizes: set[int]) -> dict[int, Path]:
     return files
 
 
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", help="single-file sizes in MiB")
@@ -502,7 +513,7 @@ def main() -> None:
     )
     libs = ["boto3", "aioboto3", "aiobotocore", "obstore", "aiohttp"]
     print(f"store: {args.store}; repeats: {args.repeats}; CPUs: {os.cpu_count()}")
-    print(f"Python {sys.version.split()[0]}; " + ", ".join(f"{n} {version(n)}" for n in libs))
+    print(f"Python {sys.version.split()[0]}; " + ", ".join(f"{n} {_version(n)}" for n in libs))
     print(f"loop lag: sampled during one upload of the {largest} MiB file")
     with (
         tempfile.TemporaryDirectory(prefix="bench-uploader-") as tmp,
