@@ -68,7 +68,7 @@ class Checksum:
         encrypted = str(response.get("ServerSideEncryption", "")).startswith("aws:kms")
         if encrypted or "SSECustomerAlgorithm" in response:
             return None  # that ETag is no MD5
-        return str(response.get("ETag", "")).strip('"')
+        return etag(response)
 
     def same(self, returned: str, expected: str) -> bool:
         """True when the store's value proves it holds the bytes `expected` stands for."""
@@ -132,6 +132,11 @@ def checksum_for(mode: ChecksumMode, endpoint_url: str | None) -> Checksum:
         host = (urlsplit(endpoint_url or "").hostname or "").rstrip(".")
         mode = "crc32" if host.endswith(_AWS_DOMAINS) else "md5"
     return Crc32Checksum() if mode == "crc32" else Checksum()
+
+
+def etag(response: dict[str, Any]) -> str:
+    """The ETag of a store's answer, without its quotes."""
+    return str(response.get("ETag", "")).strip('"')
 
 
 def _b64(digest: bytes) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 
 from ._body import MemoryBody
-from .checksums import Checksum
+from .checksums import Checksum, etag
 from .jobs import RecordingJob
 from .retry import ChecksumMismatchError, RetryPolicy, classify
 
@@ -143,7 +143,7 @@ class Transfer:
 
         response = await self._with_retries("PutObject", put)
         return Transferred(
-            etag=_etag(response),
+            etag=etag(response),
             size_bytes=len(data),
             parts=0,
             retries=self._retries,
@@ -186,7 +186,7 @@ class Transfer:
             # A create that failed on our side may reach the store late; by now it has.
             await self.abort_unrecorded()
         return Transferred(
-            etag=_etag(response),
+            etag=etag(response),
             size_bytes=size,
             parts=count,
             retries=self._retries,
@@ -392,7 +392,3 @@ def _part_size(size: int, wanted: int) -> int:
     """The part size to use: at least `wanted` and 5 MiB, and few enough parts for S3."""
     needed = math.ceil(size / MAX_PARTS)
     return max(wanted, MIN_PART_SIZE, math.ceil(needed / MiB) * MiB)
-
-
-def _etag(response: dict[str, Any]) -> str:
-    return str(response.get("ETag", "")).strip('"')

@@ -398,7 +398,7 @@ class FaultProxy:
     ) -> web.Response:
         assert self._session is not None
         sent_crc32 = request.headers.get("x-amz-checksum-crc32")
-        if self.checks_crc32 and sent_crc32 is not None and sent_crc32 != _crc32(body):
+        if self.checks_crc32 and sent_crc32 is not None and sent_crc32 != crc32_b64(body):
             self._set_status(seq, 400)
             return _error_response(400, "BadDigest", "The CRC32 you specified did not match.")
         url = URL(self.upstream + request.raw_path, encoded=True)
@@ -535,7 +535,8 @@ def _flip_bit(body: bytes, bit: int | None) -> bytes:
     return bytes(damaged)
 
 
-def _crc32(body: bytes) -> str:
+def crc32_b64(body: bytes) -> str:
+    """The `x-amz-checksum-crc32` value of `body`: its CRC32, big-endian, in base64."""
     return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode("ascii")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
-from faultproxy import Fault, FaultProxy, S3Op, fail_first
+from faultproxy import Fault, FaultProxy, S3Op, crc32_b64, fail_first
 from prometheus_client import CollectorRegistry
 from s3fixtures import stored
 from uploads import FAILED, RETRIES, SUCCESS, Metrics, new_uploader, write_file
@@ -26,10 +26,6 @@ from recording_aio.checksums import checksum_for
 MIB = 1 << 20
 PART = 5 * MIB
 MULTIPART = {"multipart_threshold": PART, "part_size": PART, "part_concurrency": 2}
-
-
-def crc32_b64(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
 def md5_b64(data: bytes) -> str:
