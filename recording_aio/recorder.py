@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from . import wav
-from ._writer import WRITER, WriteTarget, write_frames
+from ._writer import WRITER, WriteTarget, shielded, write_frames
 from .errors import (
     ConfigurationError,
     RecorderClosedError,
@@ -309,7 +309,7 @@ class AsyncFileRecorder:
             self._update_room()
             self._timer.cancel()
             self._closed = self._finish()
-        return await asyncio.shield(self._closed)
+        return await shielded(self._closed)
 
     def _finish(self) -> asyncio.Future[LocalFileInfo]:
         """Queues the last frames, the final header and the fsyncs; the future gives the info.
@@ -472,7 +472,7 @@ async def _open(
     started_at = datetime.now(UTC)
     creating = WRITER.call(_create_file, directory, base, sample_rate, channels)
     try:
-        path, target = await asyncio.shield(creating)
+        path, target = await shielded(creating)
     except asyncio.CancelledError:
         creating.add_done_callback(_discard_if_created)
         raise

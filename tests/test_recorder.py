@@ -45,7 +45,7 @@ from recording_aio import (
 )
 from recording_aio import recorder as recorder_module
 from recording_aio import wav as wavmod
-from recording_aio._writer import WRITER
+from recording_aio._writer import WRITER, shielded
 from recording_aio.wav import HEADER_SIZE, build_header
 
 
@@ -609,6 +609,27 @@ async def test_cancelling_aclose_blocked_on_the_disk(
     assert info is await rec.aclose()
     assert info.num_frames == 1000
     assert_final_file(rec.path, audio, 8000, 1)
+
+
+async def test_a_cancelled_wait_leaves_the_writer_result_alone() -> None:
+    """Cancelling the waiter neither cancels the result nor leaves its error unretrieved."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    ok, failing = loop.create_future(), loop.create_future()
+    ok_waiter, failing_waiter = shielded(ok), shielded(failing)
+    ok_waiter.cancel()
+    failing_waiter.cancel()
+    ok.set_result(7)
+    failing.set_exception(OSError(errno.EIO, "disk gone"))
+    await asyncio.sleep(0)
+    assert ok.result() == 7
+    assert await shielded(ok) == 7
+    assert failing.done()
+    assert not failing.cancelled()
+    del ok, failing, ok_waiter, failing_waiter
+    gc.collect()
+    assert reported == []
 
 
 async def test_cancelling_open_leaves_no_file_and_no_descriptor(
