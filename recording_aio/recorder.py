@@ -230,18 +230,22 @@ class AsyncFileRecorder:
     def _update_room(self) -> None:
         """Sets how many bytes `write_samples` may take without its checks.
 
-        That is up to the next chunk boundary, the flush_interval of audio that may be at risk
-        or the size limit, and none (-1, so not even an empty frame) once the recorder is
-        closed or its file failed.
+        That is up to the next chunk boundary (past it, while the writer still has the
+        previous chunk, an eighth of a chunk before looking again), the flush_interval of audio
+        that may be at risk or the size limit, and none (-1, so not even an empty frame) once
+        the recorder is closed or its file failed.
         """
         pending = self._pending_bytes
         if self._unusable:
             room = -1
         else:
+            to_handoff = self._handoff_bytes - 1 - pending
+            if to_handoff < 0:
+                to_handoff = self._chunk_bytes // 8
             room = max(
                 -1,
                 min(
-                    self._handoff_bytes - 1 - pending,
+                    to_handoff,
                     2 * self._chunk_bytes - self._unwritten_bytes - pending,
                     self._limit_bytes - self._handed_bytes - pending,
                 ),
