@@ -1,5 +1,7 @@
 """Sessions: tests (default), lint, typecheck, soak (slow crash/fault runs), bench, demo.
 
+bench-aioboto3 runs the uploader benchmark's aioboto3 rows in an environment of their own.
+
 Run `nox` for the default sessions, or `nox -s NAME`. Every session installs the package
 with its extras into its own virtualenv, so it works on a fresh machine.
 """
@@ -47,6 +49,13 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]", "aiofiles")
     session.run("python", "benchmarks/bench_recorder.py", *session.posargs)
     session.run("python", "benchmarks/bench_uploader.py", *session.posargs)
+
+
+@nox.session(name="bench-aioboto3")
+def bench_aioboto3(session: nox.Session) -> None:
+    """The uploader benchmark's aioboto3 rows, apart: aioboto3 pins an older aiobotocore."""
+    session.install("-e", ".[bench]", "aioboto3")
+    session.run("python", "benchmarks/bench_uploader.py", "--clients", "aioboto3", *session.posargs)
 
 
 @nox.session
