@@ -611,6 +611,32 @@ async def test_cancelling_aclose_blocked_on_the_disk(
     assert_final_file(rec.path, audio, 8000, 1)
 
 
+async def test_a_chunk_held_back_by_a_busy_writer_follows_soon_after(
+    tmp_path: Path,
+    stall_writer: Callable[[], threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Audio taken while the writer is busy goes to it within an eighth of a chunk after."""
+    monkeypatch.setattr(recorder_module.random, "randint", lambda low, high: low)
+    rec = await open_recorder(tmp_path, "busy", 8000)  # chunks of 4000 frames, first 2001
+    audio = tone(7200)
+    frame_bytes = 160  # 80 frames of int16
+    stalled_writer = stall_writer()
+    async with asyncio.timeout(5):  # under flush_interval at risk: no write waits
+        for start in range(0, 6400 * 2, frame_bytes):
+            await rec.write_samples(audio[start : start + frame_bytes], 8000)
+    stalled_writer.set()
+    await WRITER.barrier()
+    first_chunk = os.path.getsize(rec.path) - HEADER_SIZE
+    assert first_chunk == 2080 * 2
+    for start in range(6400 * 2, 6960 * 2, frame_bytes):  # 7 frames: 560 > 4000 / 8
+        await rec.write_samples(audio[start : start + frame_bytes], 8000)
+    await WRITER.barrier()
+    assert os.path.getsize(rec.path) - HEADER_SIZE >= 6400 * 2
+    await rec.aclose()
+    assert_final_file(rec.path, audio[: 6960 * 2], 8000, 1)
+
+
 async def test_a_cancelled_wait_leaves_the_writer_result_alone() -> None:
     """Cancelling the waiter neither cancels the result nor leaves its error unretrieved."""
     loop = asyncio.get_running_loop()
