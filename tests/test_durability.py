@@ -41,7 +41,7 @@ from faultproxy import (
 from prometheus_client import CollectorRegistry
 from s3fixtures import REGION, delete_bucket, s3_client, stored
 from upload_child import expected_pcm
-from uploads import wait_until
+from uploads import make_file, wait_until
 from wavreaders import IN_PROCESS, check_wav
 
 from recording_aio import (
@@ -61,14 +61,6 @@ STALL = 0.3  # seconds the proxy holds a request before forwarding it
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_file(directory: Path, name: str, size: int = 2048) -> tuple[Path, bytes]:
-    directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
 
 
 def object_keys(s3: BaseClient, bucket: str) -> list[str]:
@@ -348,7 +340,7 @@ async def test_outage_loses_nothing(
     """The store answers 503 to everything for 2 s: no local file is deleted meanwhile, and in
     the end every job is uploaded, by retries that outlive the outage or by the next start."""
     spool_dir = tmp_path / "spool"
-    files = [make_file(tmp_path / "rec", f"o{n}.wav") for n in range(8)]
+    files = [make_file(tmp_path / "rec", f"o{n}.wav", 2048) for n in range(8)]
     outage_ends = time.monotonic() + 2.0
 
     def outage(info: RequestInfo) -> Fault | None:
@@ -402,7 +394,7 @@ async def test_shutdown_with_backlog_keeps_everything_for_next_start(
     """Fifty jobs queued behind stalled uploads: shutdown(timeout=2) returns in time, keeps
     every file and spool entry, and the next start uploads them all."""
     spool_dir = tmp_path / "spool"
-    files = [make_file(tmp_path / "rec", f"b{n:02}.wav") for n in range(50)]
+    files = [make_file(tmp_path / "rec", f"b{n:02}.wav", 2048) for n in range(50)]
     fault_proxy.set_rule(always(Fault.stall(30), op="PutObject"))
     up = new_uploader(fault_proxy.url, spool_dir, workers=2, queue_size=64)
     await up.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -34,7 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, stored
-from uploads import wait_until
+from uploads import make_file, wait_until
 
 from recording_aio import AsyncUploader, RecordingJob, UploadFailedError
 from recording_aio.spool import Spool, SpoolEntry, new_entry
@@ -46,15 +45,6 @@ SIZE = 12 * MIB + 777  # three parts: 5 MiB, 5 MiB, 2 MiB + 777 bytes
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_file(directory: Path, name: str, size: int) -> tuple[Path, bytes]:
-    """A file of random bytes at directory/name; returns its path and content."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
 
 
 def make_uploader(endpoint: str, spool_dir: Path | None = None, **kw: Any) -> AsyncUploader:

@@ -20,7 +20,7 @@ from botocore.client import BaseClient
 from faultproxy import ACCESS_DENIED, SERVICE_UNAVAILABLE, Fault, FaultProxy, always, fail_first
 from prometheus_client import CollectorRegistry
 from s3fixtures import REGION, stored
-from uploads import wait_until
+from uploads import make_file, wait_until
 
 from recording_aio import (
     AsyncUploader,
@@ -37,15 +37,6 @@ Submit = Literal["enqueue", "enqueue_nowait", "enqueue_threadsafe"]
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_file(directory: Path, name: str, size: int = 4096) -> tuple[Path, bytes]:
-    """A file of random bytes at directory/name; returns its path and content."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
 
 
 def entries(spool_dir: Path) -> dict[Path, dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import random
 import time
 from collections.abc import Callable
@@ -48,6 +49,15 @@ class LocalFile:
     def intact(self) -> bool:
         """True if the file is still there with exactly its original bytes."""
         return self.path.is_file() and self.path.read_bytes() == self.data
+
+
+def make_file(directory: Path, name: str, size: int = 4096) -> tuple[Path, bytes]:
+    """A file of random bytes at directory/name; returns its path and content."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path = directory / name
+    path.write_bytes(data)
+    return path, data
 
 
 def write_file(
