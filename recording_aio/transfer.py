@@ -13,6 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,13 +69,15 @@ class StoreOptions:
 
 @dataclass(frozen=True, slots=True)
 class TransferSettings:
-    """How to upload: retry policy and multipart sizes (bytes)."""
+    """How to upload: retry policy, multipart sizes (bytes), checksum, and the threads that
+    read and hash the file."""
 
     policy: RetryPolicy
     multipart_threshold: int
     part_size: int
     part_concurrency: int
     checksum: Checksum
+    executor: Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +127,7 @@ class Transfer:
     async def run(self) -> Transferred:
         """Uploads and verifies, or raises TransferError (or CancelledError)."""
         try:
-            size, data, digest = await asyncio.to_thread(
+            size, data, digest = await self._in_thread(
                 self._read_small, self._job.local_path, self._settings.multipart_threshold
             )
         except OSError as exc:
@@ -204,12 +207,12 @@ class Transfer:
         digests: list[bytes] = [b""] * count
         parts: list[dict[str, Any]] = [{}] * count
         numbers: Iterator[int] = iter(range(count))
-        fd = await asyncio.to_thread(os.open, self._job.local_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = await self._in_thread(os.open, self._job.local_path, os.O_RDONLY | os.O_CLOEXEC)
 
         async def lane() -> None:
             for n in numbers:
                 offset = n * part_size
-                data, digest = await asyncio.to_thread(
+                data, digest = await self._in_thread(
                     self._read_range, fd, offset, min(part_size, size - offset)
                 )
 
@@ -241,6 +244,10 @@ class Transfer:
         finally:
             os.close(fd)
         return digests, parts
+
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._settings.executor, func, *args)
 
     def _read_small(self, path: Path, threshold: int) -> tuple[int, bytes | None, bytes]:
         """The file's size and, below `threshold`, its bytes and digest: one thread hop."""

@@ -30,6 +30,7 @@ from botocore.config import Config
 from prometheus_client import CollectorRegistry
 
 from ._http import CountedAttemptsSession, skip_expect_continue
+from ._threads import io_executor
 from .checksums import CHECKSUM_MODES, ChecksumMode, checksum_for
 from .errors import (
     ConfigurationError,
@@ -107,6 +108,10 @@ class AsyncUploader:
             compute, but a proof only where the store checks it, as AWS S3 does (moto, for
             one, echoes it unchecked). "auto" (default): "crc32" on AWS S3 endpoints
             (`*.amazonaws.com`), "md5" on any other. See `recording_aio.checksums`.
+        idle_priority: run the file reads and checksums in threads of idle CPU priority
+            (SCHED_IDLE, on Linux), so that the event loop never waits for a core while
+            they hash. They get every core nothing else wants; on a host whose cores are
+            all busy all the time they get little, and uploads slow down: pass False there.
         storage_class, sse, sse_kms_key_id, tags: defaults for the jobs' store options.
         shutdown_timeout: what `async with` exit passes to `shutdown()`, in seconds.
     """
@@ -131,6 +136,7 @@ class AsyncUploader:
         part_size: int = 8 * MiB,
         part_concurrency: int = 4,
         checksum: ChecksumMode = "auto",
+        idle_priority: bool = True,
         storage_class: str | None = None,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
@@ -156,14 +162,13 @@ class AsyncUploader:
             )
         self._workers_count = workers
         self._queue_size = queue_size
-        self._settings = TransferSettings(
-            RetryPolicy(max_retries, backoff_base, backoff_max),
-            multipart_threshold,
-            part_size,
-            part_concurrency,
-            checksum_for(checksum, endpoint_url),
-        )
+        self._policy = RetryPolicy(max_retries, backoff_base, backoff_max)
+        self._multipart_threshold = multipart_threshold
+        self._part_size = part_size
+        self._part_concurrency = part_concurrency
         self._checksum_mode = checksum
+        self._idle_priority = idle_priority
+        self._settings: TransferSettings  # set by start(), once the endpoint is known
         self._defaults = StoreOptions(storage_class, sse, sse_kms_key_id, dict(tags or {}))
         self._endpoint_url = endpoint_url
         self._region_name = region_name
@@ -213,14 +218,22 @@ class AsyncUploader:
                         config=client_config(
                             self._client_config,
                             self._endpoint_url,
-                            connections=self._workers_count * self._settings.part_concurrency,
+                            connections=self._workers_count * self._part_concurrency,
                         ),
                     )
                 )
                 self._client.meta.events.register_last("before-call.s3", skip_expect_continue)
             endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None)
-            checksum = checksum_for(self._checksum_mode, endpoint)
-            self._settings = replace(self._settings, checksum=checksum)
+            executor = io_executor(self._name, idle_priority=self._idle_priority)
+            self._exit_stack.callback(executor.shutdown, wait=False)
+            self._settings = TransferSettings(
+                self._policy,
+                self._multipart_threshold,
+                self._part_size,
+                self._part_concurrency,
+                checksum_for(self._checksum_mode, endpoint),
+                executor,
+            )
             if self._spool is not None:
                 await self._recover(self._spool)
         except BaseException:
@@ -530,7 +543,7 @@ class AsyncUploader:
             if entry.upload_id is not None:
                 await transfer.abort_stale(entry.upload_id)
                 await self._remember_upload_id(pending, None)
-            sweep = pending.recovered and entry.size_bytes >= self._settings.multipart_threshold
+            sweep = pending.recovered and entry.size_bytes >= self._multipart_threshold
             if sweep:
                 await transfer.abort_unrecorded()
             done = await transfer.run()

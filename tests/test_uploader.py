@@ -10,6 +10,8 @@ import asyncio
 import concurrent.futures
 import gc
 import logging
+import os
+import threading
 import time
 import uuid
 import warnings
@@ -1034,3 +1036,46 @@ async def test_unexpected_error_fails_that_job_only_and_the_worker_goes_on(
     assert stored(s3, bucket, fine.job(bucket).key) == fine.data
     assert metrics.value(FAILED, reason="unexpected") == 1.0
     assert "unexpected error uploading" in caplog.text
+
+
+# -- sharing the event loop ----------------------------------------------------------------
+
+SCHED_IDLE = getattr(os, "SCHED_IDLE", None)
+
+
+@pytest.mark.skipif(SCHED_IDLE is None, reason="SCHED_IDLE is Linux-only")
+@pytest.mark.parametrize(
+    ("idle_priority", "policy"),
+    [(True, SCHED_IDLE), (False, getattr(os, "SCHED_OTHER", None))],
+    ids=["idle", "normal"],
+)
+async def test_file_reads_and_checksums_run_in_threads_of_the_asked_priority(
+    tmp_path: Path,
+    s3_endpoint: str,
+    s3: BaseClient,
+    bucket: str,
+    registry: CollectorRegistry,
+    idle_priority: bool,
+    policy: int,
+) -> None:
+    """The uploader's own threads read and hash; the loop's default executor is left alone."""
+    small = write_file(tmp_path, "small.wav", 10_000)
+    large = write_file(tmp_path, "large.wav", 6 << 20)  # two parts
+    options = {"multipart_threshold": 5 << 20, "part_size": 5 << 20, "part_concurrency": 1}
+    async with new_uploader(
+        s3_endpoint, registry, name="prio", idle_priority=idle_priority, **options
+    ) as up:
+        for f in (small, large):
+            await (await up.enqueue(f.job(bucket)))
+        io_threads = [
+            t for t in threading.enumerate() if t.name.startswith("recording-aio-io-prio")
+        ]
+        policies = {os.sched_getscheduler(t.native_id or 0) for t in io_threads}
+        default_executor_policy = await asyncio.to_thread(os.sched_getscheduler, 0)
+
+    assert io_threads
+    assert policies == {policy}
+    assert default_executor_policy == os.SCHED_OTHER
+    assert stored(s3, bucket, small.job(bucket).key) == small.data
+    assert stored(s3, bucket, large.job(bucket).key) == large.data
+    await wait_until("io threads to exit", lambda: not any(t.is_alive() for t in io_threads))
