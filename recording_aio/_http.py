@@ -7,10 +7,15 @@ off; the uploader retries such failures itself, with backoff, and counts them.
 
 botocore asks for `Expect: 100-continue` whenever a body is file-like, which costs a round
 trip before every part; `skip_expect_continue` drops it.
+
+botocore prepares a request in one go, about 1.2 ms of CPU for an UploadPart (validation,
+endpoint rules, signing, the user agent): `yield_to_loop`, run once the parameters are built
+and again once the request is signed, lets the loop run between those steps.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -30,3 +35,8 @@ class CountedAttemptsSession(AIOHTTPSession):  # type: ignore[misc]
 def skip_expect_continue(params: dict[str, Any], **_: Any) -> None:
     """A `before-call.s3` handler removing the header botocore's own handler just added."""
     params["headers"].pop("Expect", None)
+
+
+async def yield_to_loop(**_: Any) -> None:
+    """A `before-call` / `before-send` handler that lets other callbacks run first."""
+    await asyncio.sleep(0)

@@ -29,7 +29,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.config import Config
 from prometheus_client import CollectorRegistry
 
-from ._http import CountedAttemptsSession, skip_expect_continue
+from ._http import CountedAttemptsSession, skip_expect_continue, yield_to_loop
 from ._threads import io_executor
 from .checksums import CHECKSUM_MODES, ChecksumMode, checksum_for
 from .errors import (
@@ -222,7 +222,10 @@ class AsyncUploader:
                         ),
                     )
                 )
-                self._client.meta.events.register_last("before-call.s3", skip_expect_continue)
+                events = self._client.meta.events
+                events.register_last("before-call.s3", skip_expect_continue)
+                events.register_last("before-call.s3", yield_to_loop)
+                events.register_last("before-send.s3", yield_to_loop)
             endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None)
             executor = io_executor(self._name, idle_priority=self._idle_priority)
             self._exit_stack.callback(executor.shutdown, wait=False)

@@ -1079,3 +1079,36 @@ async def test_file_reads_and_checksums_run_in_threads_of_the_asked_priority(
     assert stored(s3, bucket, small.job(bucket).key) == small.data
     assert stored(s3, bucket, large.job(bucket).key) == large.data
     await wait_until("io threads to exit", lambda: not any(t.is_alive() for t in io_threads))
+
+
+async def test_the_loop_runs_other_callbacks_while_a_request_is_prepared(
+    tmp_path: Path, s3_endpoint: str, bucket: str, registry: CollectorRegistry
+) -> None:
+    """botocore's preparation of a request is split: other callbacks run after the parameters
+    are built and again after the request is signed."""
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+    seen: dict[str, list[str]] = {}
+
+    def parameters_built(**_: object) -> None:
+        loop.call_soon(ran.append, "after parameters")
+
+    def request_created(**_: object) -> None:  # runs before the request is signed
+        seen["before signing"] = list(ran)
+        loop.call_soon(ran.append, "after signing")
+
+    def before_send(**_: object) -> None:
+        seen["before sending"] = list(ran)
+
+    session = get_session()
+    session.register("before-parameter-build.s3.PutObject", parameters_built)
+    session.register("request-created.s3.PutObject", request_created)
+    session.register("before-send", before_send)  # the least specific runs last
+    f = write_file(tmp_path, "call.wav")
+    async with new_uploader(s3_endpoint, registry, session=session) as up:
+        await (await up.enqueue(f.job(bucket)))
+
+    assert seen == {
+        "before signing": ["after parameters"],
+        "before sending": ["after parameters", "after signing"],
+    }
