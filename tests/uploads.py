@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import os
 import random
 import time
 from collections.abc import Callable
@@ -52,12 +51,10 @@ class LocalFile:
 
 
 def make_file(directory: Path, name: str, size: int = 4096) -> tuple[Path, bytes]:
-    """A file of random bytes at directory/name; returns its path and content."""
+    """`write_file` in a directory made if missing; returns the path and content."""
     directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    path = directory / name
-    path.write_bytes(data)
-    return path, data
+    f = write_file(directory, name, size)
+    return f.path, f.data
 
 
 def write_file(
