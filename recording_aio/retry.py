@@ -1,6 +1,7 @@
 """When to retry a failed request to the store, and how long to wait first.
 
-Retried: throttling, 5xx, timeouts, connection errors and bodies that arrived damaged.
+Retried: throttling, 5xx, timeouts, connection errors and bodies that arrived damaged (BadDigest
+from AWS S3, XAmzContentChecksumMismatch from MinIO, or our own check).
 Not retried: other 4xx (access denied, no such bucket, ...), bad credentials and local
 file problems, which no amount of waiting fixes.
 """
@@ -39,7 +40,9 @@ _THROTTLING_CODES = frozenset(
 _TRANSIENT_CODES = frozenset(
     {"RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable"}
 )
-_DAMAGED_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
+_DAMAGED_CODES = frozenset(
+    {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "XAmzContentChecksumMismatch"}
+)
 _FATAL_REASONS = {
     "AccessDenied": "access_denied",
     "InvalidAccessKeyId": "access_denied",

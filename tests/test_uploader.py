@@ -142,6 +142,22 @@ async def test_upload_stores_the_exact_object_then_deletes_the_file(
         pytest.param(Fault.reset(), "connection", 5.0, id="reset-mid-body"),
         pytest.param(Fault.stall(3.0), "timeout", 0.5, id="stall-past-read-timeout"),
         pytest.param(Fault.flip_bit(), "damaged", 5.0, id="flipped-bit-in-body"),
+        pytest.param(
+            Fault.error(400, "BadDigest", "The CRC32 you specified did not match."),
+            "damaged",
+            5.0,
+            id="400-bad-digest-aws",
+        ),
+        pytest.param(
+            Fault.error(
+                400,
+                "XAmzContentChecksumMismatch",
+                "The provided 'x-amz-checksum' header does not match what was computed.",
+            ),
+            "damaged",
+            5.0,
+            id="400-checksum-mismatch-minio",
+        ),
         pytest.param(Fault.bad_etag(), "damaged", 5.0, id="corrupted-response-etag"),
     ],
 )
