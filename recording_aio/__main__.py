@@ -633,7 +633,8 @@ def store_options() -> argparse.ArgumentParser:
         default="auto",
         help="how the store proves it holds a file before it is deleted: md5 (its ETag, any "
         "store), crc32 (a checksum the store must check, as AWS S3 does), auto (crc32 on AWS "
-        "S3, md5 elsewhere; the default)",
+        "S3 and on a store that shows it checks it when asked before the first upload, md5 "
+        "elsewhere; the default)",
     )
     return parent
 

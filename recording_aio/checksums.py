@@ -8,20 +8,28 @@
   match, so the proof is the store's check; CRC32 costs about a seventh of MD5. A store that
   echoes the header without checking it (moto does) proves nothing this way: use `"md5"` there.
 - `"auto"` (the default) is `"crc32"` on AWS S3 (an `amazonaws.com` endpoint, which is where a
-  client without `endpoint_url` goes) and `"md5"` on every other endpoint.
+  client without `endpoint_url` goes). On any other endpoint the first job asks the store
+  whether it checks CRC32 (`Transfer.store_checks_crc32`, a multipart upload it aborts): it is
+  `"crc32"` where the store refuses a wrong CRC32 and returns the right one (MinIO, Ceph and
+  AWS-like stores), `"md5"` where it does not (moto, stores without checksum support).
 
 Digests are computed in threads; the rest runs on the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .retry import UnverifiableUploadError
+
+log = logging.getLogger("recording_aio")
 
 ChecksumMode = Literal["auto", "md5", "crc32"]
 CHECKSUM_MODES: tuple[ChecksumMode, ...] = ("auto", "md5", "crc32")
@@ -127,11 +135,62 @@ class Crc32Checksum(Checksum):
 
 
 def checksum_for(mode: ChecksumMode, endpoint_url: str | None) -> Checksum:
-    """The checksum strategy for `mode` on the store at `endpoint_url`."""
+    """The checksum strategy for `mode` on the store at `endpoint_url`, without asking it."""
     if mode == "auto":
-        host = (urlsplit(endpoint_url or "").hostname or "").rstrip(".")
-        mode = "crc32" if host.endswith(_AWS_DOMAINS) else "md5"
+        mode = "crc32" if _on_aws(endpoint_url) else "md5"
     return Crc32Checksum() if mode == "crc32" else Checksum()
+
+
+Probe = Callable[[], Awaitable[bool | None]]
+
+
+class ChecksumChoice:
+    """The checksum an uploader's jobs use: `mode`'s, or for "auto" off AWS what the store says.
+
+    The first job asks the store (`probe`, True when it checks CRC32); jobs wait for that
+    answer, and use MD5 while a probe could not ask. After `MAX_UNANSWERED` such probes MD5
+    stays, so a store that keeps failing is not asked before every job.
+    """
+
+    MAX_UNANSWERED = 3
+
+    def __init__(self, mode: ChecksumMode, endpoint_url: str | None) -> None:
+        self._endpoint_url = endpoint_url
+        self._chosen: Checksum | None = None
+        if mode != "auto" or _on_aws(endpoint_url):
+            self._chosen = checksum_for(mode, endpoint_url)
+        self._asking = asyncio.Lock()
+        self._unanswered = 0
+
+    async def checksum(self, probe: Probe) -> Checksum:
+        """The checksum for the next job; `probe` asks the store while that is undecided."""
+        if self._chosen is not None:
+            return self._chosen
+        async with self._asking:
+            if self._chosen is not None:
+                return self._chosen
+            checks_crc32 = await probe()
+            if checks_crc32 is None:
+                self._unanswered += 1
+                if self._unanswered < self.MAX_UNANSWERED:
+                    return Checksum()
+            self._chosen = Crc32Checksum() if checks_crc32 else Checksum()
+            log.info(
+                "the store at %s %s; uploads are verified with %s",
+                self._endpoint_url,
+                {
+                    True: "checks CRC32 checksums",
+                    False: "does not check CRC32 checksums",
+                    None: f"could not be asked whether it checks CRC32 in {self._unanswered} tries",
+                }[checks_crc32],
+                self._chosen.mode.upper(),
+            )
+            return self._chosen
+
+
+def _on_aws(endpoint_url: str | None) -> bool:
+    host = (urlsplit(endpoint_url or "").hostname or "").rstrip(".")
+    return host.endswith(_AWS_DOMAINS)
 
 
 def etag(response: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import ClientError
 
 from ._body import MemoryBody
-from .checksums import Checksum, etag
+from .checksums import Checksum, Crc32Checksum, etag
 from .jobs import RecordingJob
 from .retry import ChecksumMismatchError, RetryPolicy, classify
 
@@ -34,6 +34,8 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 _ABORT_TIMEOUT = 2.0
+_PROBE_BODY = b"recording_aio asks: does this store check x-amz-checksum-crc32?"
+_CANNOT_ASK = frozenset({"access_denied", "no_such_bucket", "credentials"})
 
 
 class TransferError(Exception):
@@ -69,14 +71,13 @@ class StoreOptions:
 
 @dataclass(frozen=True, slots=True)
 class TransferSettings:
-    """How to upload: retry policy, multipart sizes (bytes), checksum, and the threads that
-    read and hash the file."""
+    """How to upload: retry policy, multipart sizes (bytes), and the threads that read and
+    hash the file."""
 
     policy: RetryPolicy
     multipart_threshold: int
     part_size: int
     part_concurrency: int
-    checksum: Checksum
     executor: Executor
 
 
@@ -96,7 +97,7 @@ OnUploadId = Callable[[str | None], Awaitable[None]]
 
 
 class Transfer:
-    """Uploads one job's file with `client` (an aiobotocore S3 client)."""
+    """Uploads one job's file with `client` (an aiobotocore S3 client), proven by `checksum`."""
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class Transfer:
         job: RecordingJob,
         options: StoreOptions,
         settings: TransferSettings,
+        checksum: Checksum,
         *,
         on_retry: OnRetry,
         on_upload_id: OnUploadId,
@@ -115,7 +117,7 @@ class Transfer:
         self._on_retry = on_retry
         self._on_upload_id = on_upload_id
         self._retries = 0
-        self._checksum = settings.checksum
+        self._checksum = checksum
         self._object_args: dict[str, Any] = {
             "Bucket": job.bucket,
             "Key": job.key,
@@ -331,6 +333,49 @@ class Transfer:
 
         return await self._with_retries("HeadObject", head)
 
+    async def store_checks_crc32(self) -> bool | None:
+        """Asks the store whether it checks the CRC32 of a body and returns it; leaves nothing.
+
+        In a multipart upload of the job's key, aborted at the end (and until then recorded
+        like any upload of the job, so a crash does not leave it behind), a small part sent
+        with a wrong `x-amz-checksum-crc32` must be refused as damaged, and the same part with
+        the right one accepted with that CRC32 in the answer. Returns True when both hold,
+        False when the store shows it does not check (it takes the wrong checksum, refuses
+        the header, or returns none) and None when it could not be asked (a server or network
+        failure, access denied, no such bucket). One attempt per request, no retries.
+        """
+        crc32 = Crc32Checksum()
+        try:
+            created = await self._client.create_multipart_upload(
+                Bucket=self._job.bucket, Key=self._job.key, **crc32.create_args()
+            )
+        except Exception as exc:
+            return _probe_refusal(exc)
+        ids = {"Bucket": self._job.bucket, "Key": self._job.key, "UploadId": created["UploadId"]}
+        try:
+            await self._on_upload_id(ids["UploadId"])
+            digest = crc32.digest(_PROBE_BODY)
+            wrong = crc32.digest(_PROBE_BODY[::-1])
+            try:
+                await self._client.upload_part(
+                    Body=_PROBE_BODY, PartNumber=1, **crc32.body_args(wrong), **ids
+                )
+            except Exception as exc:
+                if classify(exc).reason != "damaged":
+                    return _probe_refusal(exc)
+            else:
+                return False
+            try:
+                response = await self._client.upload_part(
+                    Body=_PROBE_BODY, PartNumber=1, **crc32.body_args(digest), **ids
+                )
+            except Exception as exc:
+                return _probe_refusal(exc)
+            returned = crc32.returned(response)
+            return returned is not None and crc32.same(returned, crc32.expected(digest))
+        finally:
+            await self._abort(ids)
+
     async def _abort(self, ids: dict[str, str]) -> None:
         """Aborts a multipart upload that cannot finish; bounded, so shutdown stays prompt."""
         try:
@@ -393,6 +438,19 @@ class Transfer:
             reason="retries_exhausted" if failure.retryable else failure.reason,
             retries=self._retries,
         )
+
+
+def _probe_refusal(exc: Exception) -> bool | None:
+    """What a failed probe request says: False when the store refused what was asked, so it
+    does not take CRC32 checksums; None when it could not be asked."""
+    if not isinstance(exc, ClientError):
+        return None
+    if exc.response.get("Error", {}).get("Code") == "NotImplemented":
+        return False
+    failure = classify(exc)
+    if failure.retryable or failure.reason in _CANNOT_ASK:
+        return None
+    return False
 
 
 def _part_size(size: int, wanted: int) -> int:

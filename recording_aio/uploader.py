@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import enum
+import functools
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from ._http import CountedAttemptsSession, skip_expect_continue, yield_to_loop
 from ._threads import io_executor
-from .checksums import CHECKSUM_MODES, ChecksumMode, checksum_for
+from .checksums import CHECKSUM_MODES, Checksum, ChecksumChoice, ChecksumMode
 from .errors import (
     ConfigurationError,
     QueueFullError,
@@ -107,7 +108,9 @@ class AsyncUploader:
             `x-amz-checksum-crc32` and compares what the store returns: about 7x cheaper to
             compute, but a proof only where the store checks it, as AWS S3 does (moto, for
             one, echoes it unchecked). "auto" (default): "crc32" on AWS S3 endpoints
-            (`*.amazonaws.com`), "md5" on any other. See `recording_aio.checksums`.
+            (`*.amazonaws.com`); on any other the first job asks the store, in a multipart
+            upload it aborts, and it is "crc32" where the store refuses a wrong CRC32 and
+            returns the right one, "md5" where not. See `recording_aio.checksums`.
         idle_priority: run the file reads and checksums in threads of idle CPU priority
             (SCHED_IDLE, on Linux), so that the event loop never waits for a core while
             they hash. They get every core nothing else wants; on a host whose cores are
@@ -168,7 +171,8 @@ class AsyncUploader:
         self._part_concurrency = part_concurrency
         self._checksum_mode = checksum
         self._idle_priority = idle_priority
-        self._settings: TransferSettings  # set by start(), once the endpoint is known
+        self._settings: TransferSettings  # these two are set by start(), once the
+        self._checksums: ChecksumChoice  # endpoint is known
         self._defaults = StoreOptions(storage_class, sse, sse_kms_key_id, dict(tags or {}))
         self._endpoint_url = endpoint_url
         self._region_name = region_name
@@ -234,9 +238,9 @@ class AsyncUploader:
                 self._multipart_threshold,
                 self._part_size,
                 self._part_concurrency,
-                checksum_for(self._checksum_mode, endpoint),
                 executor,
             )
+            self._checksums = ChecksumChoice(self._checksum_mode, endpoint)
             if self._spool is not None:
                 await self._recover(self._spool)
         except BaseException:
@@ -539,13 +543,14 @@ class AsyncUploader:
     async def _upload(self, pending: _Pending) -> None:
         entry, job = pending.entry, pending.entry.job
         started = time.monotonic()
-        transfer = self._transfer(
-            job, lambda upload_id: self._remember_upload_id(pending, upload_id)
-        )
+        remember = functools.partial(self._remember_upload_id, pending)
+        transfer = self._transfer(job, remember)
         try:
             if entry.upload_id is not None:
                 await transfer.abort_stale(entry.upload_id)
                 await self._remember_upload_id(pending, None)
+            checksum = await self._checksums.checksum(transfer.store_checks_crc32)
+            transfer = self._transfer(job, remember, checksum)
             sweep = pending.recovered and entry.size_bytes >= self._multipart_threshold
             if sweep:
                 await transfer.abort_unrecorded()
@@ -592,13 +597,18 @@ class AsyncUploader:
             )
 
     def _transfer(
-        self, job: RecordingJob, on_upload_id: Callable[[str | None], Awaitable[None]]
+        self,
+        job: RecordingJob,
+        on_upload_id: Callable[[str | None], Awaitable[None]],
+        checksum: Checksum | None = None,
     ) -> Transfer:
+        """A transfer of `job`; without a `checksum` one that only aborts, asks or probes."""
         return Transfer(
             self._client,
             job,
             self._options_for(job),
             self._settings,
+            checksum or Checksum(),
             on_retry=lambda reason, attempt, exc: self._on_retry(job, reason, attempt, exc),
             on_upload_id=on_upload_id,
         )

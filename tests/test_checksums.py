@@ -6,8 +6,10 @@ checks it, as AWS S3 does, the fault proxy in front of moto does the check (`che
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -15,10 +17,19 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
-from faultproxy import Fault, FaultProxy, S3Op, crc32_b64, fail_first
+from faultproxy import (
+    ACCESS_DENIED,
+    SLOW_DOWN,
+    Fault,
+    FaultProxy,
+    S3Op,
+    always,
+    crc32_b64,
+    fail_first,
+)
 from prometheus_client import CollectorRegistry
 from s3fixtures import stored
-from uploads import FAILED, RETRIES, SUCCESS, Metrics, new_uploader, write_file
+from uploads import FAILED, RETRIES, SUCCESS, LocalFile, Metrics, new_uploader, write_file
 
 from recording_aio import ConfigurationError, UploadFailedError
 from recording_aio.checksums import checksum_for
@@ -71,7 +82,7 @@ def test_unknown_checksum_mode_is_a_configuration_error(registry: CollectorRegis
 async def test_each_mode_sends_its_checksum_and_the_upload_lands(
     tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str, mode: str
 ) -> None:
-    """moto's endpoint is no AWS one, so "auto" is "md5" there."""
+    """moto takes any CRC32 without checking it, so "auto", having asked, is "md5" there."""
     f = write_file(tmp_path, "call.wav", 100_000)
     async with new_uploader(fault_proxy.url, CollectorRegistry(), checksum=mode) as up:
         result = await (await up.enqueue(f.job(bucket)))
@@ -192,6 +203,203 @@ async def test_crc32_on_a_store_without_checksums_fails_at_once_and_keeps_the_fi
     if options:
         assert [o for o, _ in outcomes(fault_proxy, "AbortMultipartUpload")] == ["forwarded"]
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+# -- "auto" asks a store that is not AWS S3 whether it checks CRC32 ---------------------------
+
+PROBE_OPS: tuple[S3Op, ...] = ("CreateMultipartUpload", "UploadPart", "AbortMultipartUpload")
+MINIO_MISMATCH = Fault.error(
+    400,
+    "XAmzContentChecksumMismatch",
+    "The provided 'x-amz-checksum' header does not match what was computed.",
+)
+
+
+def probe_requests(proxy: FaultProxy) -> list[tuple[S3Op, int | None]]:
+    """The probe's requests the proxy saw, with the status each got."""
+    return [(r.info.op, r.status) for r in proxy.requests if r.info.op in PROBE_OPS]
+
+
+async def upload_one_by_one(proxy: FaultProxy, bucket: str, files: list[LocalFile]) -> None:
+    async with new_uploader(proxy.url, CollectorRegistry(), checksum="auto") as up:
+        for f in files:
+            await (await up.enqueue(f.job(bucket)))
+
+
+@pytest.mark.parametrize(
+    ("checks_crc32", "rule", "expected_mode"),
+    [
+        pytest.param(False, None, "md5", id="moto-takes-any-crc32"),
+        pytest.param(True, None, "crc32", id="store-refuses-wrong-crc32-like-aws"),
+        pytest.param(
+            False, fail_first(1, MINIO_MISMATCH, op="UploadPart"), "crc32", id="like-minio"
+        ),
+        pytest.param(
+            True,
+            always(Fault.no_checksum(), op="UploadPart"),
+            "md5",
+            id="store-checks-but-returns-no-crc32",
+        ),
+    ],
+)
+async def test_auto_asks_the_store_once_and_uses_crc32_only_where_the_store_checks_it(
+    tmp_path: Path,
+    fault_proxy: FaultProxy,
+    s3: BaseClient,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+    checks_crc32: bool,
+    rule: Any,
+    expected_mode: str,
+) -> None:
+    """Four jobs at once over four workers: one probe (a multipart upload, aborted) before any
+    upload, then every PUT carries the checksum the answer chose."""
+    fault_proxy.checks_crc32 = checks_crc32
+    fault_proxy.set_rule(rule)
+    files = [write_file(tmp_path, f"call{i}.wav", 30_000) for i in range(4)]
+    with caplog.at_level(logging.INFO, logger="recording_aio"):
+        async with new_uploader(
+            fault_proxy.url, CollectorRegistry(), checksum="auto", workers=4
+        ) as up:
+            handles = [await up.enqueue(f.job(bucket)) for f in files]
+            results = await asyncio.gather(*handles)
+
+    refused = checks_crc32 or rule is not None
+    assert probe_requests(fault_proxy) == [
+        ("CreateMultipartUpload", 200),
+        *([("UploadPart", 400)] if refused else []),
+        ("UploadPart", 200),
+        ("AbortMultipartUpload", 204),
+    ]
+    first_put = next(i for i, r in enumerate(fault_proxy.requests) if r.info.op == "PutObject")
+    assert first_put == len(probe_requests(fault_proxy)), "a job went up before the answer"
+    crc32 = expected_mode == "crc32"
+    assert sorted(s or "" for s in sent(fault_proxy, "PutObject", "x-amz-checksum-crc32")) == (
+        sorted(crc32_b64(f.data) if crc32 else "" for f in files)
+    )
+    assert sorted(s or "" for s in sent(fault_proxy, "PutObject", "Content-MD5")) == (
+        sorted("" if crc32 else md5_b64(f.data) for f in files)
+    )
+    for f in files:
+        assert stored(s3, bucket, f.job(bucket).key) == f.data
+        assert not f.path.exists()
+    assert [r.attempts for r in results] == [1, 1, 1, 1]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    said = [r.getMessage() for r in caplog.records if "uploads are verified" in r.getMessage()]
+    assert said == [
+        f"the store at {fault_proxy.url} "
+        + ("checks CRC32 checksums" if crc32 else "does not check CRC32 checksums")
+        + f"; uploads are verified with {expected_mode.upper()}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fault", "probes"),
+    [
+        pytest.param(SLOW_DOWN, 3, id="503-asked-again-up-to-three-times"),
+        pytest.param(ACCESS_DENIED, 3, id="403-asked-again-up-to-three-times"),
+        pytest.param(
+            Fault.error(
+                400,
+                "InvalidArgument",
+                "Unsupported header 'x-amz-checksum-algorithm' received for this API call.",
+            ),
+            1,
+            id="checksum-header-refused-once-for-all",
+        ),
+        pytest.param(Fault.error(501, "NotImplemented", "Not implemented"), 1, id="501-once"),
+    ],
+)
+async def test_auto_uses_md5_where_the_store_refuses_the_probe_or_cannot_answer(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str, fault: Fault, probes: int
+) -> None:
+    """A refusal of the checksum header decides for good; a failure to answer is not retried
+    within the probe, and is asked again with the next jobs, three times at most."""
+    fault_proxy.checks_crc32 = True
+    fault_proxy.set_rule(always(fault, op="CreateMultipartUpload"))
+    files = [write_file(tmp_path, f"call{i}.wav", 30_000) for i in range(5)]
+    await upload_one_by_one(fault_proxy, bucket, files)
+
+    assert probe_requests(fault_proxy) == [("CreateMultipartUpload", fault.status)] * probes
+    assert sent(fault_proxy, "PutObject", "Content-MD5") == [md5_b64(f.data) for f in files]
+    assert sent(fault_proxy, "PutObject", "x-amz-checksum-crc32") == [None] * len(files)
+    for f in files:
+        assert stored(s3, bucket, f.job(bucket).key) == f.data
+
+
+async def test_auto_asks_again_after_a_probe_that_could_not_answer(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str
+) -> None:
+    """The first job goes up with MD5 while the store cannot answer; the next one asks again."""
+    fault_proxy.checks_crc32 = True
+    fault_proxy.set_rule(fail_first(1, Fault.reset(), op="UploadPart"))
+    first, second = (write_file(tmp_path, f"call{i}.wav", 30_000) for i in range(2))
+    await upload_one_by_one(fault_proxy, bucket, [first, second])
+
+    assert probe_requests(fault_proxy) == [
+        ("CreateMultipartUpload", 200),
+        ("UploadPart", None),
+        ("AbortMultipartUpload", 204),
+        ("CreateMultipartUpload", 200),
+        ("UploadPart", 400),
+        ("UploadPart", 200),
+        ("AbortMultipartUpload", 204),
+    ]
+    assert sent(fault_proxy, "PutObject", "Content-MD5") == [md5_b64(first.data), None]
+    assert sent(fault_proxy, "PutObject", "x-amz-checksum-crc32") == [None, crc32_b64(second.data)]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def test_shutdown_during_the_probe_aborts_its_upload_and_keeps_the_file(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str
+) -> None:
+    f = write_file(tmp_path, "call.wav", 30_000)
+    fault_proxy.set_rule(always(Fault.stall(30.0), op="UploadPart"))
+    up = new_uploader(fault_proxy.url, CollectorRegistry(), checksum="auto", read_timeout=60)
+    await up.start()
+    handle = await up.enqueue(f.job(bucket))
+    while not fault_proxy.count(op="UploadPart"):
+        await asyncio.sleep(0.01)
+    await up.shutdown(timeout=0.1)
+
+    with pytest.raises(UploadFailedError) as failed:
+        await handle
+    assert failed.value.reason == "shutdown"
+    assert f.intact()
+    assert fault_proxy.count(op="AbortMultipartUpload", outcome="forwarded") == 1
+    assert fault_proxy.count(op="PutObject") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def test_a_probe_upload_left_open_is_aborted_when_the_spooled_job_is_taken_up_again(
+    tmp_path: Path, fault_proxy: FaultProxy, s3: BaseClient, bucket: str
+) -> None:
+    """The probe's upload id is spooled like any upload of the job, so one that could not be
+    aborted (a crash; here the store refuses the abort) is aborted at the next start."""
+    f = write_file(tmp_path, "call.wav", 30_000)
+    spool = tmp_path / "spool"
+    faults = {"UploadPart": Fault.stall(30.0), "AbortMultipartUpload": ACCESS_DENIED}
+    fault_proxy.set_rule(lambda info: faults.get(info.op))
+    up = new_uploader(fault_proxy.url, CollectorRegistry(), checksum="auto", spool_dir=spool)
+    await up.start()
+    await up.enqueue(f.job(bucket))
+    while not fault_proxy.count(op="UploadPart"):
+        await asyncio.sleep(0.01)
+    await up.shutdown(timeout=0.1)
+    [left_open] = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+
+    fault_proxy.set_rule(None)
+    async with new_uploader(
+        fault_proxy.url, CollectorRegistry(), checksum="auto", spool_dir=spool
+    ) as again:
+        [handle] = again.recovered
+        await handle
+
+    aborted = [r.info.query for r in fault_proxy.requests if r.info.op == "AbortMultipartUpload"]
+    assert any(left_open["UploadId"] in query for query in aborted[1:])
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert stored(s3, bucket, f.job(bucket).key) == f.data
+    assert not f.path.exists()
 
 
 def test_crc32_digest_of_parts_matches_zlib() -> None:
