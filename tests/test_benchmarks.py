@@ -38,15 +38,16 @@ def rows(output: str, title: str) -> dict[str, list[str]]:
 def test_uploader_benchmark_measures_every_installed_client() -> None:
     output = run_benchmark(
         "bench_uploader.py",
-        "--clients", "boto3", "aiobotocore", "aiohttp", "recording_aio", "recording_aio_crc32",
+        "--clients", "boto3", "aiobotocore", "aiohttp", "recording_aio", "recording_aio_md5",
     )  # fmt: skip
     for title in ("1 MiB file", "10 MiB file", "50 x 1 MiB, 8 at a time"):
         table = rows(output, title)
         assert len(table) == 5, table
         for client, cells in table.items():
             assert re.fullmatch(r"[\d,]+\.\d+", cells[0]), (title, client, cells)
-    lag = rows(output, "10 MiB file")["recording_aio AsyncUploader (CRC32, S3)"]
+    lag = rows(output, "10 MiB file")["recording_aio AsyncUploader (as it comes: auto)"]
     assert all(re.fullmatch(r"[\d.]+", cell) for cell in lag[-3:]), lag
+    assert "checks CRC32 checksums; uploads are verified with CRC32" in output
 
 
 def test_recorder_benchmark_prints_every_table() -> None:
