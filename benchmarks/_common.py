@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class LoopLagMonitor:
@@ -50,6 +53,54 @@ class LoopLagMonitor:
             "p99_ms": p99 * 1000,
             "max_ms": ordered[-1] * 1000,
         }
+
+
+_BYSTANDER_MAIN = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+from _common import LoopLagMonitor
+
+async def main():
+    monitor = LoopLagMonitor()
+    async with monitor:
+        print("sampling", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print(json.dumps(monitor.summary()), flush=True)
+
+asyncio.run(main())
+"""
+
+
+class BystanderLag:
+    """The loop lag of an idle event loop in a process of its own, for as long as the block runs.
+
+    It does nothing but sample, so what it sees is what the load on the machine alone does to
+    any event loop: the floor under the lag measured in the process that does the work. Use
+    as `async with BystanderLag() as bystander:`; afterwards `bystander.summary` holds the
+    figures of `LoopLagMonitor.summary()`.
+    """
+
+    def __init__(self) -> None:
+        self.summary: dict[str, float] = {}
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> BystanderLag:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _BYSTANDER_MAIN,
+            str(Path(__file__).parent),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        await self._process.stdout.readline()  # "sampling"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._process is not None
+        output, _ = await self._process.communicate(b"")
+        self.summary = json.loads(output)
 
 
 def cpu_time() -> float:

@@ -17,7 +17,9 @@ Every client is opened once and warmed up with one upload. Throughput is the **m
 `--repeats` timed runs, taken in turns across the clients so that drift on a shared machine
 hits them all alike; CPU is the client process's user+system time per MiB (the store runs in
 another process). Event-loop lag is sampled with `LoopLagMonitor` during 5 more, untimed
-uploads of the largest file, so the monitor does not slow the timed runs. "vs best Python peer"
+uploads of the largest file, so the monitor does not slow the timed runs; an idle event loop
+in a process of its own is sampled at the same time (`BystanderLag`), which shows how much
+lag the load on the machine alone causes any loop. "vs best Python peer"
 compares with the fastest of boto3, aioboto3 and aiobotocore. What landed is checked (HEAD,
 size) after each case.
 
@@ -50,7 +52,7 @@ from typing import Any
 
 import aiobotocore.session
 import aiohttp
-from _common import LoopLagMonitor, cpu_time, print_table
+from _common import BystanderLag, LoopLagMonitor, cpu_time, print_table
 from s3sink import running_sink, serving
 
 MIB = 1 << 20
@@ -382,11 +384,15 @@ class Bench:
         the second worst.
         """
         monitor = LoopLagMonitor()
-        for _ in range(min(LAG_UPLOADS, self.repeats)):
-            (path,) = client.stage(src, 1)
-            async with monitor:
-                await client.upload(path, key)
-        return monitor.summary()
+        async with BystanderLag() as bystander:
+            for _ in range(min(LAG_UPLOADS, self.repeats)):
+                (path,) = client.stage(src, 1)
+                async with monitor:
+                    await client.upload(path, key)
+        return {
+            **monitor.summary(),
+            **{f"bystander_{name}": value for name, value in bystander.summary.items()},
+        }
 
 
 async def run(
@@ -432,7 +438,7 @@ def report(results: dict[Case, dict[str, Result]]) -> None:
         best_python = max((p for p in peers if p is not None), default=None)
         headers = ["client", "MiB/s (median)", "CPU ms/MiB", "vs obstore", "vs best Python peer"]
         if case.measure_lag:
-            headers += ["loop lag p50 ms", "p99 ms", "max ms"]
+            headers += ["loop lag p50 ms", "p99 ms", "max ms", "idle loop elsewhere p99 / max ms"]
         table: list[list[object]] = []
         for r in by_slug.values():
             if r.mib_s is None:
@@ -446,7 +452,9 @@ def report(results: dict[Case, dict[str, Result]]) -> None:
                 _ratio(r.mib_s, best_python),
             ]
             if r.lag is not None:
-                row += [r.lag["p50_ms"], r.lag["p99_ms"], r.lag["max_ms"]]
+                lag = r.lag
+                row += [lag["p50_ms"], lag["p99_ms"], lag["max_ms"]]
+                row.append(f"{lag['bystander_p99_ms']:.2f} / {lag['bystander_max_ms']:.2f}")
             table.append(row)
         print_table(case.title, headers, table)
 
