@@ -171,8 +171,9 @@ class AsyncUploader:
         self._part_concurrency = part_concurrency
         self._checksum_mode = checksum
         self._idle_priority = idle_priority
-        self._settings: TransferSettings  # these two are set by start(), once the
-        self._checksums: ChecksumChoice  # endpoint is known
+        # Set by start(), once the client's endpoint is known:
+        self._settings: TransferSettings
+        self._checksums: ChecksumChoice
         self._defaults = StoreOptions(storage_class, sse, sse_kms_key_id, dict(tags or {}))
         self._endpoint_url = endpoint_url
         self._region_name = region_name
