@@ -11,7 +11,8 @@
   client without `endpoint_url` goes). On any other endpoint the first job asks the store
   whether it checks CRC32 (`Transfer.store_checks_crc32`, a multipart upload it aborts): it is
   `"crc32"` where the store refuses a wrong CRC32 and returns the right one (MinIO, Ceph and
-  AWS-like stores), `"md5"` where it does not (moto, stores without checksum support).
+  AWS-like stores), `"md5"` where it does not (moto, stores without checksum support), and
+  `"md5"` from the first upload the store then leaves without a CRC32 (`ChecksumChoice`).
 
 Digests are computed in threads; the rest runs on the loop.
 """
@@ -149,7 +150,8 @@ class ChecksumChoice:
 
     The first job asks the store (`probe`, True when it checks CRC32); jobs wait for that
     answer, and use MD5 while a probe could not ask. After `MAX_UNANSWERED` such probes MD5
-    stays, so a store that keeps failing is not asked before every job.
+    stays, so a store that keeps failing is not asked before every job. A store that then
+    fails to return a CRC32 after all is switched to MD5 (`md5_instead_of`).
     """
 
     MAX_UNANSWERED = 3
@@ -157,7 +159,8 @@ class ChecksumChoice:
     def __init__(self, mode: ChecksumMode, endpoint_url: str | None) -> None:
         self._endpoint_url = endpoint_url
         self._chosen: Checksum | None = None
-        if mode != "auto" or _on_aws(endpoint_url):
+        self._asks_store = mode == "auto" and not _on_aws(endpoint_url)
+        if not self._asks_store:
             self._chosen = checksum_for(mode, endpoint_url)
         self._asking = asyncio.Lock()
         self._unanswered = 0
@@ -186,6 +189,19 @@ class ChecksumChoice:
                 self._chosen.mode.upper(),
             )
             return self._chosen
+
+    def md5_instead_of(self, checksum: Checksum) -> Checksum | None:
+        """MD5 from now on, after the store returned no CRC32 for an upload although it did
+        when asked; None when `checksum` is no CRC32 the store's answer chose."""
+        if not self._asks_store or checksum.mode != "crc32":
+            return None
+        self._chosen = Checksum()
+        log.warning(
+            "the store at %s returned no CRC32 checksum for an upload, although it did when "
+            "asked; uploads are verified with MD5 from now on",
+            self._endpoint_url,
+        )
+        return self._chosen
 
 
 def _on_aws(endpoint_url: str | None) -> bool:

@@ -555,7 +555,17 @@ class AsyncUploader:
             sweep = pending.recovered and entry.size_bytes >= self._multipart_threshold
             if sweep:
                 await transfer.abort_unrecorded()
-            done = await transfer.run()
+            try:
+                done = await transfer.run()
+            except TransferError as exc:
+                md5 = (
+                    self._checksums.md5_instead_of(checksum) if exc.reason == "unverified" else None
+                )
+                if md5 is None:
+                    raise
+                self._on_retry(job, exc.reason, exc.retries + 1, exc)
+                done = await self._transfer(job, remember, md5).run()
+                done = replace(done, retries=done.retries + exc.retries + 1)
             if sweep:
                 # The crashed run's CreateMultipartUpload may have reached the store only
                 # after the first sweep; once this upload is done, nothing else is ours.

@@ -32,7 +32,7 @@ from s3fixtures import stored
 from uploads import FAILED, RETRIES, SUCCESS, LocalFile, Metrics, new_uploader, write_file
 
 from recording_aio import ConfigurationError, UploadFailedError
-from recording_aio.checksums import checksum_for
+from recording_aio.checksums import ChecksumChoice, checksum_for
 
 MIB = 1 << 20
 PART = 5 * MIB
@@ -325,6 +325,64 @@ async def test_auto_uses_md5_where_the_store_refuses_the_probe_or_cannot_answer(
     assert sent(fault_proxy, "PutObject", "x-amz-checksum-crc32") == [None] * len(files)
     for f in files:
         assert stored(s3, bucket, f.job(bucket).key) == f.data
+
+
+async def test_auto_switches_to_md5_when_the_store_returns_no_crc32_for_an_object(
+    tmp_path: Path,
+    fault_proxy: FaultProxy,
+    s3: BaseClient,
+    bucket: str,
+    registry: CollectorRegistry,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store that returned the part's CRC32 when asked but none for the whole object: the
+    job goes up again at once with MD5, and so do the next ones, instead of failing."""
+    fault_proxy.checks_crc32 = True
+    fault_proxy.set_rule(
+        lambda info: Fault.no_checksum() if info.op in ("PutObject", "HeadObject") else None
+    )
+    first, second = (write_file(tmp_path, f"call{i}.wav", 30_000) for i in range(2))
+    async with new_uploader(fault_proxy.url, registry, checksum="auto") as up:
+        results = [await (await up.enqueue(f.job(bucket))) for f in (first, second)]
+
+    assert sent(fault_proxy, "PutObject", "x-amz-checksum-crc32") == [
+        crc32_b64(first.data),
+        None,
+        None,
+    ]
+    assert sent(fault_proxy, "PutObject", "Content-MD5") == [
+        None,
+        md5_b64(first.data),
+        md5_b64(second.data),
+    ]
+    assert [r.attempts for r in results] == [2, 1]
+    for f in (first, second):
+        assert stored(s3, bucket, f.job(bucket).key) == f.data
+        assert not f.path.exists()
+    assert metrics.by_label(RETRIES, "reason") == {"unverified": 1.0}
+    assert metrics.value(SUCCESS) == 2.0
+    assert metrics.by_label(FAILED, "reason") == {}
+    assert any("verified with MD5 from now on" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("mode", ["crc32", "auto-on-aws"])
+async def test_crc32_chosen_by_the_caller_or_for_aws_does_not_switch_to_md5(
+    mode: str,
+) -> None:
+    """Only a CRC32 the store's own answer chose is given up: "crc32" stands as asked (a job
+    fails as "unverified", see above), and so does AWS S3's."""
+    choice = ChecksumChoice(
+        "crc32" if mode == "crc32" else "auto", "https://s3.eu-west-1.amazonaws.com"
+    )
+
+    async def never_asked() -> bool | None:
+        raise AssertionError("the store was asked")
+
+    crc32 = await choice.checksum(never_asked)
+    assert crc32.mode == "crc32"
+    assert choice.md5_instead_of(crc32) is None
+    assert (await choice.checksum(never_asked)).mode == "crc32"
 
 
 async def test_auto_asks_again_after_a_probe_that_could_not_answer(
