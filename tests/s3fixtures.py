@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -154,6 +155,12 @@ def bucket(s3: BaseClient) -> Iterator[str]:
     s3.create_bucket(Bucket=name)
     yield name
     delete_bucket(s3, name)
+
+
+def open_uploads(s3: BaseClient, bucket: str) -> list[dict[str, Any]]:
+    """The bucket's multipart uploads that were neither completed nor aborted."""
+    uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return uploads
 
 
 def stored(s3: BaseClient, bucket: str, key: str) -> bytes | None:

@@ -28,7 +28,7 @@ from faultproxy import (
     fail_first,
 )
 from prometheus_client import CollectorRegistry
-from s3fixtures import stored
+from s3fixtures import open_uploads, stored
 from uploads import FAILED, RETRIES, SUCCESS, LocalFile, Metrics, new_uploader, write_file
 
 from recording_aio import ConfigurationError, UploadFailedError
@@ -202,7 +202,7 @@ async def test_crc32_on_a_store_without_checksums_fails_at_once_and_keeps_the_fi
     assert metrics.by_label(RETRIES, "reason") == {}
     if options:
         assert [o for o, _ in outcomes(fault_proxy, "AbortMultipartUpload")] == ["forwarded"]
-        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+        assert open_uploads(s3, bucket) == []
 
 
 # -- "auto" asks a store that is not AWS S3 whether it checks CRC32 ---------------------------
@@ -284,7 +284,7 @@ async def test_auto_asks_the_store_once_and_uses_crc32_only_where_the_store_chec
         assert stored(s3, bucket, f.job(bucket).key) == f.data
         assert not f.path.exists()
     assert [r.attempts for r in results] == [1, 1, 1, 1]
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     said = [r.getMessage() for r in caplog.records if "uploads are verified" in r.getMessage()]
     assert said == [
         f"the store at {fault_proxy.url} "
@@ -405,7 +405,7 @@ async def test_auto_asks_again_after_a_probe_that_could_not_answer(
     ]
     assert sent(fault_proxy, "PutObject", "Content-MD5") == [md5_b64(first.data), None]
     assert sent(fault_proxy, "PutObject", "x-amz-checksum-crc32") == [None, crc32_b64(second.data)]
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
 
 
 async def test_shutdown_during_the_probe_aborts_its_upload_and_keeps_the_file(
@@ -426,7 +426,7 @@ async def test_shutdown_during_the_probe_aborts_its_upload_and_keeps_the_file(
     assert f.intact()
     assert fault_proxy.count(op="AbortMultipartUpload", outcome="forwarded") == 1
     assert fault_proxy.count(op="PutObject") == 0
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
 
 
 async def test_a_probe_upload_left_open_is_aborted_when_the_spooled_job_is_taken_up_again(
@@ -444,7 +444,7 @@ async def test_a_probe_upload_left_open_is_aborted_when_the_spooled_job_is_taken
     while not fault_proxy.count(op="UploadPart"):
         await asyncio.sleep(0.01)
     await up.shutdown(timeout=0.1)
-    [left_open] = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    [left_open] = open_uploads(s3, bucket)
 
     fault_proxy.set_rule(None)
     async with new_uploader(
@@ -455,7 +455,7 @@ async def test_a_probe_upload_left_open_is_aborted_when_the_spooled_job_is_taken
 
     aborted = [r.info.query for r in fault_proxy.requests if r.info.op == "AbortMultipartUpload"]
     assert any(left_open["UploadId"] in query for query in aborted[1:])
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert open_uploads(s3, bucket) == []
     assert stored(s3, bucket, f.job(bucket).key) == f.data
     assert not f.path.exists()
 

@@ -39,7 +39,7 @@ from faultproxy import (
     random_faults,
 )
 from prometheus_client import CollectorRegistry
-from s3fixtures import REGION, delete_bucket, s3_client, stored
+from s3fixtures import REGION, delete_bucket, open_uploads, s3_client, stored
 from upload_child import expected_pcm
 from uploads import make_file, wait_until
 from wavreaders import IN_PROCESS, check_wav
@@ -68,11 +68,6 @@ def object_keys(s3: BaseClient, bucket: str) -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys.extend(obj["Key"] for obj in page.get("Contents", []))
     return keys
-
-
-def open_uploads(s3: BaseClient, bucket: str) -> list[dict[str, Any]]:
-    uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    return uploads
 
 
 def spool_entries(spool_dir: Path) -> list[Path]:

@@ -32,7 +32,7 @@ from faultproxy import (
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, stored
+from s3fixtures import ACCESS_KEY, REGION, SECRET_KEY, open_uploads, stored
 from uploads import make_file, wait_until
 
 from recording_aio import AsyncUploader, RecordingJob, UploadFailedError
@@ -69,12 +69,6 @@ def multipart_etag(data: bytes, part_size: int = PART) -> str:
         hashlib.md5(data[i : i + part_size]).digest() for i in range(0, len(data), part_size)
     ]
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
-
-
-def open_uploads(s3: BaseClient, bucket: str) -> list[dict[str, Any]]:
-    """The bucket's multipart uploads that were neither completed nor aborted."""
-    uploads: list[dict[str, Any]] = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    return uploads
 
 
 def part_numbers(proxy: FaultProxy, outcome: str | None = None) -> list[int]:
