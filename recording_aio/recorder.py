@@ -94,6 +94,7 @@ class AsyncFileRecorder:
         "_handoff_bytes",
         "_limit_bytes",
         "_loop",
+        "_max_at_risk",
         "_path",
         "_pending",
         "_pending_goal",
@@ -119,7 +120,9 @@ class AsyncFileRecorder:
         self._channels = channels
         self._frame_bytes = 2 * channels
         self._flush_interval = flush_interval
-        chunk_frames = max(1, int(flush_interval * sample_rate) // 2)
+        risk_frames = max(1, int(flush_interval * sample_rate))
+        self._max_at_risk = risk_frames * self._frame_bytes
+        chunk_frames = max(1, risk_frames // 2)
         self._chunk_bytes = chunk_frames * self._frame_bytes
         # The first chunk is shorter by a random amount, so recordings opened together hand
         # their chunks to the writer spread over time, not all in the same few milliseconds.
@@ -186,13 +189,17 @@ class AsyncFileRecorder:
             OSError: an earlier chunk could not be written to disk.
         """
         # The common case, whole frames of bytes that fit in the current chunk, costs a few
-        # attribute reads; everything else (validation, hand-off, waits, errors) is below.
+        # attribute reads; at a chunk boundary `_take` does the bookkeeping without a second
+        # coroutine; everything else (validation, waits, errors) is in `_write_checked`.
         if type(samples) is bytes and sample_rate == self._sample_rate:
             n = len(samples)
-            if n <= self._room and not n % self._frame_bytes:
-                self._room -= n
-                self._pending.append(samples)
-                return
+            if not n % self._frame_bytes:
+                if n <= self._room:
+                    self._room -= n
+                    self._pending.append(samples)
+                    return
+                if self._take(samples):
+                    return
         await self._write_checked(samples, sample_rate)
 
     async def _write_checked(self, samples: Samples, sample_rate: int) -> None:
@@ -202,30 +209,44 @@ class AsyncFileRecorder:
             raise SampleRateMismatchError(self._sample_rate, sample_rate)
         data = to_pcm16le(samples, self._channels)
         frame = data if type(data) is bytes else bytes(data)  # the caller may reuse its buffer
-        if self._handed_bytes + self._pending_bytes + len(frame) > self._limit_bytes:
-            raise RecordingTooLargeError(
-                f"{self._path} would exceed the WAV limit of {self._limit_bytes} audio bytes; "
-                "close it and continue in a new recording"
-            )
-        at_risk = self._pending_bytes + self._unwritten_bytes + len(frame)
-        if at_risk > 2 * self._chunk_bytes and at_risk > len(frame):
+        while True:
+            if self._handed_bytes + self._pending_bytes + len(frame) > self._limit_bytes:
+                raise RecordingTooLargeError(
+                    f"{self._path} would exceed the WAV limit of {self._limit_bytes} audio "
+                    "bytes; close it and continue in a new recording"
+                )
+            if self._take(frame):
+                return
             await self._wait_for_disk()
+
+    def _take(self, frame: bytes) -> bool:
+        """Appends a valid frame unless it must wait for the disk first; says whether it did.
+
+        It also declines when the recorder is unusable or the frame would pass the size
+        limit, and leaves the errors to `_write_checked`.
+        """
+        n = len(frame)
+        pending = self._pending_goal - self._room
+        unwritten = self._handed_bytes - self._target.written_bytes
+        at_risk = pending + unwritten + n
+        if (
+            self._unusable
+            or self._handed_bytes + pending + n > self._limit_bytes
+            or (at_risk > self._max_at_risk and at_risk > n)
+        ):
+            return False
         self._pending.append(frame)
-        self._pending_goal += len(frame)
-        if self._pending_bytes >= self._handoff_bytes and not self._unwritten_bytes:
+        self._pending_goal += n
+        if pending + n >= self._handoff_bytes and not unwritten:
             self._hand_off()  # which updates the room too
         else:
             self._update_room()
+        return True
 
     @property
     def _pending_bytes(self) -> int:
         """Bytes accepted but not yet handed to the writer."""
         return self._pending_goal - self._room
-
-    @property
-    def _unwritten_bytes(self) -> int:
-        """Bytes handed to the writer but not yet written."""
-        return self._handed_bytes - self._target.written_bytes
 
     def _update_room(self) -> None:
         """Sets how many bytes `write_samples` may take without its checks.
@@ -235,19 +256,20 @@ class AsyncFileRecorder:
         that may be at risk or the size limit, and none (-1, so not even an empty frame) once
         the recorder is closed or its file failed.
         """
-        pending = self._pending_bytes
+        pending = self._pending_goal - self._room
         if self._unusable:
             room = -1
         else:
             to_handoff = self._handoff_bytes - 1 - pending
             if to_handoff < 0:
                 to_handoff = self._chunk_bytes // 8
+            handed = self._handed_bytes
             room = max(
                 -1,
                 min(
                     to_handoff,
-                    2 * self._chunk_bytes - self._unwritten_bytes - pending,
-                    self._limit_bytes - self._handed_bytes - pending,
+                    self._max_at_risk - (handed - self._target.written_bytes) - pending,
+                    self._limit_bytes - handed - pending,
                 ),
             )
         self._room = room

@@ -202,8 +202,8 @@ async def test_size_threshold_hands_off_without_waiting_for_the_timer(tmp_path: 
         check_wav(rec.path, first + second + third + big, 8000, 1, readers=IN_PROCESS)
 
 
-async def test_chunks_of_more_frames_than_one_system_call_takes(tmp_path: Path) -> None:
-    """Thousands of one-sample frames per chunk (past IOV_MAX) land in order, live and final."""
+async def test_chunks_of_thousands_of_tiny_frames_land_in_order(tmp_path: Path) -> None:
+    """Thousands of one-sample frames per chunk land in order, live and final."""
     frames = [tone(1, seed=i) for i in range(5000)]
     async with open_recorder(tmp_path, "tiny", 8000, flush_interval=1.0) as rec:
         for frame in frames:
@@ -216,7 +216,7 @@ async def test_chunks_of_more_frames_than_one_system_call_takes(tmp_path: Path) 
 
 
 def test_a_short_write_is_finished_in_order(tmp_path: Path) -> None:
-    """When the kernel writes only part of a vectored write, the rest follows at the right place.
+    """When the kernel writes only part of a chunk, the rest follows at the right place.
 
     A file size limit makes the kernel stop mid-way; the rest then fails with EFBIG, and the
     file holds exactly the bytes up to the limit, in order.
