@@ -243,6 +243,22 @@ class AsyncFileRecorder:
             self._update_room()
         return True
 
+    async def flush(self) -> None:
+        """Writes every frame accepted so far into the file and returns once it is there.
+
+        The audio is then in the OS page cache: readers of the open file see it, and a crash
+        of this process cannot lose it (`aclose()` also fsyncs, against power loss). The loss
+        bound of flush_interval holds without calling this; it is for reading a recording
+        while it is still open.
+
+        Raises:
+            RecorderClosedError: after aclose().
+            OSError: audio could not be written to disk.
+        """
+        if self._unusable:
+            self._raise_unusable()
+        await self._wait_for_disk()
+
     @property
     def _pending_bytes(self) -> int:
         """Bytes accepted but not yet handed to the writer."""
@@ -287,7 +303,10 @@ class AsyncFileRecorder:
         """
         self._hand_off()
         await WRITER.barrier()
-        if self._unusable or self._target.error is not None:
+        if self._target.error is not None and not self._unusable:
+            self._unusable = True  # no frame is taken after a failed write, none is lost silently
+            self._update_room()
+        if self._unusable:
             self._raise_unusable()
 
     def _raise_unusable(self) -> None:
@@ -295,11 +314,7 @@ class AsyncFileRecorder:
             raise RecorderClosedError(f"recorder for {self._path} is closed; open a new one")
         exc = self._target.error
         assert exc is not None
-        raise OSError(
-            exc.errno,
-            f"writing {self._path} failed ({exc.strerror}); the file keeps the audio written "
-            "before the failure, and repair_wav() makes its header exact",
-        ) from exc
+        raise _write_failure(self._path, exc) from exc
 
     def _hand_off(self) -> None:
         """Gives the pending frames to the writer thread."""
@@ -408,16 +423,26 @@ def _finish_file(
     info = describe(data_bytes)
     fd = target.fd
     try:
-        if target.error is None:
-            write_frames(fd, tail, wav.HEADER_SIZE + offset)
         if target.error is not None:
             raise target.error
+        write_frames(fd, tail, wav.HEADER_SIZE + offset)
         os.pwrite(fd, wav.build_header(info.sample_rate, info.channels, data_bytes), 0)
         os.fsync(fd)
+    except OSError as exc:
+        raise _write_failure(info.path, exc) from exc
     finally:
         os.close(fd)
     WRITER.sync_directory(info.path.parent, since=target.created_by_job)
     return info
+
+
+def _write_failure(path: Path, exc: OSError) -> OSError:
+    """The error for a failed write of `path`: what failed, and what the file still holds."""
+    return OSError(
+        exc.errno,
+        f"writing {path} failed ({exc.strerror}); the file keeps the audio written before "
+        "the failure, and repair_wav() makes its header exact",
+    )
 
 
 class _RecorderOpener:

@@ -42,6 +42,7 @@ from recording_aio import (
     SampleRateMismatchError,
     open_recorder,
     read_wav_info,
+    repair_wav,
 )
 from recording_aio import recorder as recorder_module
 from recording_aio import wav as wavmod
@@ -239,6 +240,57 @@ def test_a_short_write_is_finished_in_order(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == str(errno.EFBIG)
     assert path.read_bytes() == bytes(100) + b"".join(frames)[:4400]
+
+
+async def test_flush_puts_every_accepted_frame_in_the_open_file(tmp_path: Path) -> None:
+    """After flush(), every reader sees all accepted audio while the recording stays open."""
+    first, second = tone(100), tone(30, channels=2, seed=2)[: 30 * 2]
+    async with open_recorder(tmp_path, "f", 8000, flush_interval=60.0) as rec:
+        await rec.write_samples(first, 8000)
+        await WRITER.barrier()
+        assert read_wav_info(rec.path).num_frames == 0  # far below a chunk: still in memory
+        await rec.flush()
+        assert read_wav_info(rec.path).header_state == "placeholder"
+        check_wav(rec.path, first, 8000, 1)
+        await rec.write_samples(second, 8000)
+        await rec.flush()
+        await rec.flush()  # nothing new: returns at once, changes nothing
+        check_wav(rec.path, first + second, 8000, 1, readers=IN_PROCESS)
+    assert_final_file(rec.path, first + second, 8000, 1, readers=IN_PROCESS)
+    with pytest.raises(RecorderClosedError):
+        await rec.flush()
+
+
+async def test_a_failed_disk_write_is_raised_and_the_file_keeps_what_was_written(
+    tmp_path: Path,
+) -> None:
+    """Once writing the file fails, writes, flush and aclose raise OSError saying what to do.
+
+    The failure is made real by putting a read-only descriptor in place of the recorder's;
+    what reached the file before stays there, and repair_wav() makes its header exact.
+    """
+    written = tone(100)
+    rec = await open_recorder(tmp_path, "fail", 8000, flush_interval=60.0)
+    await rec.write_samples(written, 8000)
+    await rec.flush()
+    read_only = os.open(rec.path, os.O_RDONLY)
+    os.dup2(read_only, rec._target.fd)
+    os.close(read_only)
+    await rec.write_samples(tone(50, seed=2), 8000)  # taken into memory; the disk is not asked
+    with pytest.raises(OSError, match="repair_wav") as failed:
+        await rec.flush()
+    assert failed.value.errno == errno.EBADF
+    with pytest.raises(OSError, match="repair_wav"):
+        await rec.write_samples(tone(1, seed=3), 8000)
+    with pytest.raises(OSError, match="repair_wav") as closing:
+        await rec.aclose()
+    assert closing.value.errno == errno.EBADF
+    with pytest.raises(OSError, match="repair_wav"):
+        await rec.aclose()  # the same outcome again
+    assert rec.info is None
+    assert read_wav_info(rec.path).header_state == "placeholder"
+    assert repair_wav(rec.path).num_frames == 100
+    assert_final_file(rec.path, written, 8000, 1, readers=IN_PROCESS)
 
 
 async def test_empty_recording_is_a_valid_final_file(tmp_path: Path) -> None:
