@@ -57,4 +57,10 @@ def test_recorder_benchmark_prints_every_table() -> None:
         assert f"### {title}\n" in output
     bursts = rows(output, "1000 sessions: open and close bursts, memory")
     assert set(bursts) == {"floor", "write_samples", "aiofiles/frame"}
-    assert "write_samples:" in output
+    scale = next(t for t in output.split("### ") if t.startswith("Scale:"))
+    scale_rows = rows(output, scale.split("\n", 1)[0])
+    assert [name.split(" x ")[0] for name in scale_rows] == ["1000", "1", "1"]
+    for cells in scale_rows.values():
+        assert all(re.fullmatch(r"[\d.]+", cell) for cell in cells), cells
+    assert "write_samples at 1000 recorders:" in output
+    assert "one recorder written flat out:" in output
