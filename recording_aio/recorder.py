@@ -15,7 +15,6 @@ import os
 import random
 import secrets
 import warnings
-import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from . import wav
+from ._sweeper import sweeper_of
 from ._writer import WRITER, WriteTarget, shielded, write_frames
 from .errors import (
     ConfigurationError,
@@ -89,11 +89,11 @@ class AsyncFileRecorder:
         "_closing",
         "_flush_interval",
         "_frame_bytes",
-        "_handed_at_tick",
+        "_handed_at_mark",
         "_handed_bytes",
         "_handoff_bytes",
         "_limit_bytes",
-        "_loop",
+        "_marked_at",
         "_max_at_risk",
         "_path",
         "_pending",
@@ -101,8 +101,8 @@ class AsyncFileRecorder:
         "_room",
         "_sample_rate",
         "_started_at",
+        "_sweeper",
         "_target",
-        "_timer",
         "_unusable",
     )
 
@@ -135,10 +135,11 @@ class AsyncFileRecorder:
         # as `_pending_goal - _room` (see `_update_room`).
         self._room = self._pending_goal = 0
         self._handed_bytes = 0
-        self._handed_at_tick = 0
         self._started_at = started_at
-        self._loop = asyncio.get_running_loop()
-        self._timer = self._loop.call_later(flush_interval, _on_timer, weakref.ref(self))
+        loop = asyncio.get_running_loop()
+        self._handed_at_mark, self._marked_at = 0, loop.time()  # see `_on_sweep`
+        self._sweeper = sweeper_of(loop)
+        self._sweeper.add(self, flush_interval)
         self._closing = False
         self._unusable = False
         self._closed: asyncio.Future[LocalFileInfo] | None = None
@@ -330,14 +331,20 @@ class AsyncFileRecorder:
             self._unusable = True
         self._update_room()
 
-    def _flush_on_time(self) -> None:
-        """Hands off audio of a recording too quiet to fill a chunk within flush_interval."""
+    def _on_sweep(self, now: float, period: float) -> None:
+        """Hands off the audio of a recording that has handed off nothing for a while.
+
+        Called every `period` (at most a quarter of flush_interval) by the loop's sweeper, so
+        audio that comes too slowly to fill a chunk still goes to the writer within about
+        flush_interval of being taken.
+        """
         if self._closing:
             return
-        if self._handed_bytes == self._handed_at_tick:
+        if self._handed_bytes != self._handed_at_mark:
+            self._handed_at_mark, self._marked_at = self._handed_bytes, now
+        elif now - self._marked_at >= self._flush_interval - period:
             self._hand_off()
-        self._handed_at_tick = self._handed_bytes
-        self._timer = self._loop.call_later(self._flush_interval, _on_timer, weakref.ref(self))
+            self._handed_at_mark, self._marked_at = self._handed_bytes, now
 
     async def aclose(self) -> LocalFileInfo:
         """Flushes, writes the final sizes, fsyncs file and directory, and returns the info.
@@ -348,7 +355,7 @@ class AsyncFileRecorder:
         if self._closed is None:
             self._closing = self._unusable = True
             self._update_room()
-            self._timer.cancel()
+            self._sweeper.discard(self)
             self._closed = self._finish()
         return await shielded(self._closed)
 
@@ -388,7 +395,6 @@ class AsyncFileRecorder:
 
     def __del__(self) -> None:
         if self._closed is None:
-            self._timer.cancel()
             self._hand_off()
             WRITER.close_when_written(self._target)
             warnings.warn(
@@ -403,13 +409,6 @@ class AsyncFileRecorder:
             f"<AsyncFileRecorder path={str(self._path)!r} rate={self._sample_rate} "
             f"channels={self._channels} frames={self.num_frames} state={state}>"
         )
-
-
-def _on_timer(recorder: weakref.ref[AsyncFileRecorder]) -> None:
-    """Hands off audio older than flush_interval; weak, so an abandoned recorder can be freed."""
-    rec = recorder()
-    if rec is not None:
-        rec._flush_on_time()
 
 
 def _finish_file(

@@ -179,6 +179,42 @@ async def test_timer_hands_off_buffered_audio_without_further_writes(tmp_path: P
     assert_final_file(rec.path, audio, 8000, 1)
 
 
+async def frames_on_disk(rec: AsyncFileRecorder) -> int:
+    await WRITER.barrier()
+    return read_wav_info(rec.path).num_frames
+
+
+def live_timers(loop: asyncio.AbstractEventLoop) -> int:
+    """Timers `loop` holds that are not cancelled (asyncio's base loop keeps them in a heap)."""
+    return sum(not timer.cancelled() for timer in loop._scheduled)  # type: ignore[attr-defined]
+
+
+async def test_one_timer_serves_every_recording_of_a_loop_each_by_its_own_interval(
+    tmp_path: Path,
+) -> None:
+    """However many recordings are open, the loop holds one timer for their flush_interval.
+
+    Each still keeps its own interval: a quiet recording with a short one is written within
+    about that interval, one with a long interval is not written early. The timer ends with
+    the last recording.
+    """
+    loop = asyncio.get_running_loop()
+    timers_before = live_timers(loop)
+    fast = [await open_recorder(tmp_path, f"fast{i}", 8000, flush_interval=0.2) for i in range(50)]
+    slow = await open_recorder(tmp_path, "slow", 8000, flush_interval=60.0)
+    assert live_timers(loop) == timers_before + 1
+    for rec in [*fast, slow]:
+        await rec.write_samples(tone(80), 8000)
+    await asyncio.sleep(0.1)
+    assert [await frames_on_disk(rec) for rec in fast] == [0] * 50  # half the interval: kept
+    await asyncio.sleep(0.25)  # 0.35 s after the write: more than the 0.2 s interval
+    assert [await frames_on_disk(rec) for rec in fast] == [80] * 50
+    assert await frames_on_disk(slow) == 0
+    await asyncio.gather(*(rec.aclose() for rec in [*fast, slow]))
+    await asyncio.sleep(0.1)  # past the next sweep, which finds nobody and stops
+    assert live_timers(loop) == timers_before
+
+
 async def test_size_threshold_hands_off_without_waiting_for_the_timer(tmp_path: Path) -> None:
     """Audio reaching half a flush_interval goes to disk at once, timer or not.
 
