@@ -1,9 +1,9 @@
 """One timer per event loop that lets every open recording check its flush_interval.
 
 asyncio keeps its timers in a heap ordered by comparisons written in Python, so a timer per
-recording, re-armed every flush_interval, cost the loop about 8 µs per recording a second: a
-thousand calls spent 8 ms of every second of the loop on timers alone. One sweep over all
-the recordings of a loop, a few times per flush_interval, costs a fraction of that.
+recording, re-armed every flush_interval, would cost the loop about 8 µs per recording a
+second: 8 ms of every second at a thousand calls. One sweep over all the recordings of a
+loop, a few times per flush_interval, costs a fraction of that.
 """
 
 from __future__ import annotations
