@@ -26,43 +26,40 @@ class Sweeper:
     """Calls every member's `_on_sweep` a few times per the shortest member's interval.
 
     Members are held weakly, so a recording that is dropped without being closed can still
-    be freed; the timer stops when no member is left.
+    be freed; the timer stops when no member is left. Nothing here refers to the loop (a
+    timer handle would), so the loop's entry in `_SWEEPERS` does not keep it alive.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop_ref = weakref.ref(loop)  # the loop's entry in _SWEEPERS must not keep it alive
+    def __init__(self) -> None:
         self._members: weakref.WeakSet[Swept] = weakref.WeakSet()
         self._period = math.inf
-        self._timer: asyncio.TimerHandle | None = None
+        self._generation = 0  # of the timer in charge; an older one that fires does nothing
 
     def add(self, member: Swept, interval: float) -> None:
+        """Adds `member`; called in its event loop."""
         self._members.add(member)
         period = interval / SWEEPS_PER_INTERVAL
         if period < self._period:
             self._period = period
-            if self._timer is not None:
-                self._timer.cancel()
+            self._generation += 1
             self._schedule()
 
     def discard(self, member: Swept) -> None:
         self._members.discard(member)
 
     def _schedule(self) -> None:
-        loop = self._loop_ref()
-        if loop is not None:
-            self._timer = loop.call_later(self._period, self._sweep)
+        asyncio.get_running_loop().call_later(self._period, self._sweep, self._generation)
 
-    def _sweep(self) -> None:
-        loop = self._loop_ref()
-        if loop is None:
+    def _sweep(self, generation: int) -> None:
+        if generation != self._generation:
             return
-        now, period = loop.time(), self._period
+        now, period = asyncio.get_running_loop().time(), self._period
         for member in list(self._members):
             member._on_sweep(now, period)
         if self._members:
             self._schedule()
         else:
-            self._timer, self._period = None, math.inf
+            self._period = math.inf
 
 
 _SWEEPERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sweeper] = (
@@ -74,5 +71,5 @@ def sweeper_of(loop: asyncio.AbstractEventLoop) -> Sweeper:
     """The sweeper of `loop`, made on first use."""
     sweeper = _SWEEPERS.get(loop)
     if sweeper is None:
-        sweeper = _SWEEPERS[loop] = Sweeper(loop)
+        sweeper = _SWEEPERS[loop] = Sweeper()
     return sweeper

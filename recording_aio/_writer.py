@@ -118,6 +118,7 @@ class ChunkWriter:
             if job is None:
                 break
             job()
+            job = _nothing  # not holding the finished job (and its loop) until the next one
             self.jobs_run += 1
             if self._results and (
                 self._queue.empty()

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,6 +214,20 @@ async def test_one_timer_serves_every_recording_of_a_loop_each_by_its_own_interv
     await asyncio.gather(*(rec.aclose() for rec in [*fast, slow]))
     await asyncio.sleep(0.1)  # past the next sweep, which finds nobody and stops
     assert live_timers(loop) == timers_before
+
+
+def test_a_finished_event_loop_is_not_kept_alive(tmp_path: Path) -> None:
+    """Neither the writer thread nor the loop's sweep timer keeps a loop after it is closed."""
+
+    async def record() -> weakref.ref[asyncio.AbstractEventLoop]:
+        async with open_recorder(tmp_path, "once", 8000, flush_interval=0.01) as rec:
+            await rec.write_samples(tone(80), 8000)
+            await asyncio.sleep(0.05)  # the sweep timer has run and is set again
+        return weakref.ref(asyncio.get_running_loop())
+
+    loop = asyncio.run(record())
+    gc.collect()
+    assert loop() is None
 
 
 async def test_size_threshold_hands_off_without_waiting_for_the_timer(tmp_path: Path) -> None:
