@@ -44,6 +44,7 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from recording_aio import AsyncFileRecorder, open_recorder
 from recording_aio._writer import WRITER  # only to wait until handed chunks are written
+from recording_aio.wav import HEADER_SIZE
 
 RATE = 16_000
 FRAME_S = 0.020
@@ -172,7 +173,13 @@ async def _cpu_part(root: Path, n: int, repeats: int) -> dict[str, CpuSample]:
 
 
 WARM_UP_ROUNDS = 50
-"""Frames each recorder takes before the timing starts: past its first, shorter chunk."""
+"""Frames each recorder takes before the timing starts (at flush_interval 1 s, past its first,
+shorter chunk)."""
+
+
+def chunk_frames(flush_interval: float) -> int:
+    """Frames in a recorder's chunk: half of flush_interval."""
+    return int(flush_interval * RATE) // 2 * 2 // len(FRAME)
 
 
 async def _round_robin(
@@ -206,18 +213,18 @@ async def _round_robin(
         shutil.rmtree(directory)
 
 
-def _pwrite_alone(root: Path, streams: int, rounds: int) -> float:
-    """CPU seconds of writing the same audio as `_round_robin`, in the same chunks (half a
-    second), round-robin into as many new files, with one `os.pwrite` per chunk: the kernel's
-    share, which any way of putting this audio in files pays."""
+def _pwrite_alone(root: Path, streams: int, rounds: int, flush_interval: float) -> float:
+    """CPU seconds of writing the same audio as `_round_robin`, in the same chunks,
+    round-robin into as many new files, with one `os.pwrite` per chunk: the kernel's share,
+    which any way of putting this audio in files pays."""
     directory = Path(tempfile.mkdtemp(dir=root))
-    chunk = FRAME * (RATE // 2 * 2 // len(FRAME))
+    chunk = FRAME * chunk_frames(flush_interval)
     try:
         fds = [
             os.open(directory / f"r{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             for i in range(streams)
         ]
-        offsets = [44] * streams
+        offsets = [HEADER_SIZE] * streams
         gc.collect()
         p0 = cpu_time()
         for _ in range(rounds * len(FRAME) // len(chunk)):
@@ -238,13 +245,18 @@ SCALE_CASES = [(1000, 1.0), (1, 1.0), (1, 10.0)]
 async def _scale_part(root: Path, frames: int, repeats: int, floor: float) -> list[list[object]]:
     rows: list[list[object]] = []
     for streams, flush_interval in SCALE_CASES:
-        rounds = frames // streams // 25 * 25  # whole 0.5 s chunks
+        per_chunk = chunk_frames(flush_interval)
+        rounds = frames // streams // per_chunk * per_chunk
         n = rounds * streams
         samples = [
             await _round_robin(root, streams, rounds, flush_interval) for _ in range(repeats)
         ]
         best = min(samples, key=lambda s: s.process_s)
-        kernel = min(_pwrite_alone(root, streams, rounds) for _ in range(repeats)) / n * 1e6
+        kernel = (
+            min(_pwrite_alone(root, streams, rounds, flush_interval) for _ in range(repeats))
+            / n
+            * 1e6
+        )
         us, loop_us = best.process_s / n * 1e6, best.loop_thread_s / n * 1e6
         rows.append(
             [f"{streams} x {rounds:,} frames, flush_interval {flush_interval:g} s", us,

@@ -295,7 +295,7 @@ def test_a_short_write_is_finished_in_order(tmp_path: Path) -> None:
 
 async def test_flush_puts_every_accepted_frame_in_the_open_file(tmp_path: Path) -> None:
     """After flush(), every reader sees all accepted audio while the recording stays open."""
-    first, second = tone(100), tone(30, channels=2, seed=2)[: 30 * 2]
+    first, second = tone(100), tone(30, seed=2)
     async with open_recorder(tmp_path, "f", 8000, flush_interval=60.0) as rec:
         await rec.write_samples(first, 8000)
         await WRITER.barrier()
